@@ -1,0 +1,41 @@
+# kassette — see README.md. Every target works on a fresh machine of this
+# project's kind: tools are installed into $(KASSETTE_CACHE) on first use.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test env env-down env-clean env-status build check lint fmt
+
+## demo: the main job end to end on local defaults (cluster, storage, backup, restore)
+demo: build
+	scripts/demo.sh
+
+## test: the whole suite against the real services (starts them first)
+test:
+	scripts/test.sh
+
+## env: install and start the local test environment (idempotent)
+env:
+	scripts/env.sh up
+
+env-down:
+	scripts/env.sh down
+
+env-clean:
+	scripts/env.sh clean
+
+env-status:
+	scripts/env.sh status
+
+build:
+	$(CARGO) build --release --locked
+
+## check: formatting and lints, as CI would want them
+check: lint
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,301 @@
+//! The command line: subcommands, flags and the environment variable behind
+//! each of them.
+//!
+//! Every option reads its environment variable (`KASSETTE_*`, named in
+//! [`crate::config::vars`]) and a flag of the same meaning overrides it. Values
+//! arrive here as raw text; [`crate::config`] turns them into typed settings
+//! and reports a bad one by its variable's name. Keeping clap away from value
+//! parsing is what lets every error name the variable, whether the value came
+//! from the environment or from a flag.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::vars;
+
+/// Backup and restore for Apache Cassandra on Kubernetes.
+///
+/// Each role runs one pass and exits: 0 when done, 1 when the operation
+/// failed, 2 when the configuration or usage is wrong (named, before any side
+/// effect). Every option can be given as an environment variable (shown in
+/// brackets); a flag overrides its variable.
+#[derive(Debug, Parser)]
+#[command(name = "kassette", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Coordinator: snapshot every node of the datacenter, upload, commit one
+    /// complete backup, clear the snapshots, apply retention.
+    Backup(BackupArgs),
+    /// Coordinator: download a backup to every node, verify it, import it.
+    Restore(RestoreArgs),
+    /// Node agent (sidecar beside Cassandra): serves the coordinator's
+    /// snapshot, upload, download and import requests for this node.
+    Agent(AgentArgs),
+    /// List the backups in storage with their status, size and times.
+    List(ListArgs),
+    /// Show one backup in detail.
+    Status(NamedBackupArgs),
+    /// Check that every object of a backup is present (and, with --deep,
+    /// that its content matches the recorded checksum).
+    Verify(VerifyArgs),
+    /// Apply retention and delete data no remaining backup references.
+    Purge(PurgeArgs),
+}
+
+/// Logging options, shared by every role.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter, e.g. `info` or `kassette=debug` (falls back to RUST_LOG;
+    /// default `info`).
+    #[arg(long = "log", env = vars::LOG, global = true, value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Log format: `text` (default) or `json`.
+    #[arg(long = "log-format", env = vars::LOG_FORMAT, global = true, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+/// Where backups are stored.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Storage")]
+pub struct StorageArgs {
+    /// Storage provider: `s3` (Amazon S3 and S3-compatible stores), `gcs` or
+    /// `local` (a mounted directory).
+    #[arg(long, env = vars::STORAGE_PROVIDER, value_name = "PROVIDER")]
+    pub storage_provider: Option<String>,
+    /// Bucket name (s3, gcs).
+    #[arg(long, env = vars::STORAGE_BUCKET, value_name = "BUCKET")]
+    pub storage_bucket: Option<String>,
+    /// Root directory (local).
+    #[arg(long, env = vars::STORAGE_PATH, value_name = "DIR")]
+    pub storage_path: Option<String>,
+    /// Key prefix inside the bucket or directory, so several clusters can
+    /// share one.
+    #[arg(long, env = vars::STORAGE_PREFIX, value_name = "PREFIX")]
+    pub storage_prefix: Option<String>,
+    /// Endpoint URL of an S3-compatible store, or of a GCS emulator.
+    #[arg(long, env = vars::STORAGE_ENDPOINT, value_name = "URL", hide_env_values = true)]
+    pub storage_endpoint: Option<String>,
+    /// S3 region (default: the AWS default chain, else us-east-1).
+    #[arg(long, env = vars::STORAGE_REGION, value_name = "REGION")]
+    pub storage_region: Option<String>,
+    /// An AWS credentials INI file (s3) or a service-account JSON key (gcs);
+    /// without it, the provider's default chain (IRSA, pod identity, workload
+    /// identity, environment, instance metadata).
+    #[arg(long, env = vars::STORAGE_CREDENTIALS_FILE, value_name = "FILE")]
+    pub storage_credentials_file: Option<String>,
+    /// Allow a plain-HTTP endpoint (`true`/`false`; default false).
+    #[arg(long, env = vars::STORAGE_ALLOW_HTTP, value_name = "BOOL")]
+    pub storage_allow_http: Option<String>,
+    /// PEM bundle of extra CA certificates trusted for the endpoint.
+    #[arg(long, env = vars::STORAGE_CA_BUNDLE, value_name = "FILE")]
+    pub storage_ca_bundle: Option<String>,
+    /// Bandwidth limit shared by all transfers of this process, e.g.
+    /// `200MiB/s` (default: unlimited).
+    #[arg(long, env = vars::MAX_BANDWIDTH, value_name = "RATE")]
+    pub max_bandwidth: Option<String>,
+    /// Number of transfers in flight at once in this process (default 8).
+    #[arg(long, env = vars::CONCURRENCY, value_name = "N")]
+    pub concurrency: Option<String>,
+}
+
+/// Which Cassandra cluster and datacenter the catalog entries belong to.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
+    /// Cassandra cluster name (recorded in the catalog; used for discovery).
+    #[arg(long, env = vars::CLUSTER, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Cassandra datacenter name (recorded in the catalog; used for discovery).
+    #[arg(long, env = vars::DATACENTER, value_name = "NAME")]
+    pub datacenter: Option<String>,
+}
+
+/// How the coordinator finds and reaches the node agents and Cassandra.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Nodes")]
+pub struct NodesArgs {
+    /// Static comma-separated agent addresses `host:port`; when set, no
+    /// Kubernetes discovery.
+    #[arg(long, env = vars::NODES, value_name = "HOST:PORT,...")]
+    pub nodes: Option<String>,
+    /// Kubernetes namespace of the Cassandra pods (default: this pod's own).
+    #[arg(long, env = vars::NAMESPACE, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Label selector of the Cassandra pods (default: cass-operator's cluster
+    /// and datacenter labels).
+    #[arg(long, env = vars::POD_SELECTOR, value_name = "SELECTOR")]
+    pub pod_selector: Option<String>,
+    /// Port of the agent on discovered pods (default 7300).
+    #[arg(long, env = vars::AGENT_PORT, value_name = "PORT")]
+    pub agent_port: Option<String>,
+    /// File holding the bearer token shared with the agents (required).
+    #[arg(long, env = vars::AGENT_TOKEN_FILE, value_name = "FILE")]
+    pub agent_token_file: Option<String>,
+    /// PEM CA bundle to verify agents served over TLS.
+    #[arg(long, env = vars::AGENT_CA_FILE, value_name = "FILE")]
+    pub agent_ca_file: Option<String>,
+    /// CQL native port of the Cassandra nodes (default 9042).
+    #[arg(long, env = vars::CQL_PORT, value_name = "PORT")]
+    pub cql_port: Option<String>,
+    /// CQL user, when Cassandra requires authentication.
+    #[arg(long, env = vars::CQL_USERNAME, value_name = "USER")]
+    pub cql_username: Option<String>,
+    /// File holding the CQL password.
+    #[arg(long, env = vars::CQL_PASSWORD_FILE, value_name = "FILE")]
+    pub cql_password_file: Option<String>,
+}
+
+/// Keep-last / max-age retention.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Retention")]
+pub struct RetentionArgs {
+    /// Keep at least this many newest complete backups.
+    #[arg(long, env = vars::RETENTION_KEEP_LAST, value_name = "N")]
+    pub retention_keep_last: Option<String>,
+    /// Delete complete backups older than this, e.g. `30d` (the newest one is
+    /// always kept).
+    #[arg(long, env = vars::RETENTION_MAX_AGE, value_name = "DURATION")]
+    pub retention_max_age: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Name of the backup to create (default: the UTC start time,
+    /// e.g. 2026-11-25T02-00-00Z). Re-running with the name of an unfinished
+    /// backup resumes it.
+    #[arg(long = "name", env = vars::BACKUP_NAME, value_name = "NAME")]
+    pub backup_name: Option<String>,
+    /// Only these keyspaces (comma-separated; default: all user keyspaces).
+    #[arg(long, env = vars::KEYSPACES, value_name = "KS,...")]
+    pub keyspaces: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub nodes: NodesArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup to restore: its name or `latest` (the newest complete one).
+    #[arg(long = "name", env = vars::BACKUP_NAME, value_name = "NAME")]
+    pub backup_name: Option<String>,
+    /// Only these keyspaces (comma-separated).
+    #[arg(long, env = vars::KEYSPACES, value_name = "KS,...")]
+    pub keyspaces: Option<String>,
+    /// Only these tables (comma-separated `keyspace.table`).
+    #[arg(long, env = vars::TABLES, value_name = "KS.TABLE,...")]
+    pub tables: Option<String>,
+    /// `replace` (default: truncate the selected tables, then import) or
+    /// `merge` (import beside the live data).
+    #[arg(long, env = vars::RESTORE_MODE, value_name = "MODE")]
+    pub restore_mode: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub nodes: NodesArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address the agent's HTTP API listens on (default 0.0.0.0:7300).
+    #[arg(long = "listen", env = vars::AGENT_LISTEN, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// File holding the bearer token every request must carry (required).
+    #[arg(long, env = vars::AGENT_TOKEN_FILE, value_name = "FILE")]
+    pub agent_token_file: Option<String>,
+    /// PEM certificate chain to serve the API over TLS (with the key).
+    #[arg(long, env = vars::AGENT_TLS_CERT, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = vars::AGENT_TLS_KEY, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Cassandra data directories, comma-separated (default
+    /// /var/lib/cassandra/data).
+    #[arg(long, env = vars::DATA_DIRS, value_name = "DIR,...")]
+    pub data_dirs: Option<String>,
+    /// How to control Cassandra: `nodetool` (default), `jolokia` or
+    /// `management-api`.
+    #[arg(long, env = vars::CASSANDRA_CONTROL, value_name = "METHOD")]
+    pub cassandra_control: Option<String>,
+    /// The nodetool command (default `nodetool` on PATH).
+    #[arg(long, env = vars::NODETOOL, value_name = "COMMAND")]
+    pub nodetool: Option<String>,
+    /// Jolokia endpoint, e.g. http://127.0.0.1:8778/jolokia.
+    #[arg(long, env = vars::JOLOKIA_URL, value_name = "URL")]
+    pub jolokia_url: Option<String>,
+    /// Management API for Apache Cassandra, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = vars::MANAGEMENT_API_URL, value_name = "URL")]
+    pub management_api_url: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NamedBackupArgs {
+    /// Backup name, or `latest`.
+    #[arg(env = vars::BACKUP_NAME, value_name = "NAME")]
+    pub backup_name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also re-read every object and check its checksum.
+    #[arg(long)]
+    pub deep: bool,
+    #[command(flatten)]
+    pub backup: NamedBackupArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

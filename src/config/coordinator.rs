@@ -1,0 +1,386 @@
+//! Coordinator settings: cluster identity, node discovery, CQL access, and the
+//! backup / restore / retention choices.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ConfigError, StorageConfig, optional, parse, required, unused, vars};
+use crate::cli::{BackupArgs, ClusterArgs, NodesArgs, RestoreArgs, RetentionArgs};
+
+/// Agent port on discovered pods when `KASSETTE_AGENT_PORT` is unset.
+pub const DEFAULT_AGENT_PORT: u16 = 7300;
+/// CQL native port when `KASSETTE_CQL_PORT` is unset.
+pub const DEFAULT_CQL_PORT: u16 = 9042;
+
+/// The cluster and datacenter a catalog belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub cluster: String,
+    pub datacenter: String,
+}
+
+impl ClusterConfig {
+    pub fn from_args(args: &ClusterArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            cluster: required(
+                vars::CLUSTER,
+                args.cluster.as_deref(),
+                "the Cassandra cluster name",
+                catalog_name,
+            )?,
+            datacenter: required(
+                vars::DATACENTER,
+                args.datacenter.as_deref(),
+                "the Cassandra datacenter name",
+                catalog_name,
+            )?,
+        })
+    }
+}
+
+/// Cluster and datacenter names become storage key segments and label values.
+fn catalog_name(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 63
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && raw.starts_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then(|| raw.to_string())
+        .ok_or_else(|| format!("{raw:?} is not a name (1-63 of letters, digits, '-', '_', '.')"))
+}
+
+/// How the coordinator finds the agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// A fixed list of `host:port` agent addresses.
+    Static(Vec<String>),
+    /// Pods in Kubernetes, selected by labels.
+    Kubernetes {
+        /// `None`: the namespace this pod runs in.
+        namespace: Option<String>,
+        /// `None`: cass-operator's labels for the configured cluster and DC.
+        selector: Option<String>,
+        agent_port: u16,
+    },
+}
+
+/// How to reach the agents and Cassandra's CQL port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodesConfig {
+    pub discovery: Discovery,
+    pub agent_token_file: PathBuf,
+    pub agent_ca_file: Option<PathBuf>,
+    pub cql: CqlConfig,
+}
+
+/// CQL access for schema and topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CqlConfig {
+    pub port: u16,
+    /// User and password file, when Cassandra requires authentication.
+    pub credentials: Option<(String, PathBuf)>,
+}
+
+impl NodesConfig {
+    pub fn from_args(args: &NodesArgs) -> Result<Self, ConfigError> {
+        let discovery = match optional(vars::NODES, args.nodes.as_deref(), parse::host_ports)? {
+            Some(nodes) => {
+                let why = format!("when {} lists the nodes", vars::NODES);
+                unused(vars::NAMESPACE, args.namespace.as_deref(), &why)?;
+                unused(vars::POD_SELECTOR, args.pod_selector.as_deref(), &why)?;
+                unused(vars::AGENT_PORT, args.agent_port.as_deref(), &why)?;
+                Discovery::Static(nodes)
+            }
+            None => Discovery::Kubernetes {
+                namespace: optional(vars::NAMESPACE, args.namespace.as_deref(), namespace_name)?,
+                selector: optional(
+                    vars::POD_SELECTOR,
+                    args.pod_selector.as_deref(),
+                    parse::label_selector,
+                )?,
+                agent_port: optional(vars::AGENT_PORT, args.agent_port.as_deref(), parse::port)?
+                    .unwrap_or(DEFAULT_AGENT_PORT),
+            },
+        };
+        let agent_token_file = required(
+            vars::AGENT_TOKEN_FILE,
+            args.agent_token_file.as_deref(),
+            "a file holding the token shared with the agents",
+            token_file,
+        )?;
+        let agent_ca_file = optional(
+            vars::AGENT_CA_FILE,
+            args.agent_ca_file.as_deref(),
+            parse::readable_file,
+        )?;
+        Ok(Self {
+            discovery,
+            agent_token_file,
+            agent_ca_file,
+            cql: CqlConfig::from_args(args)?,
+        })
+    }
+}
+
+impl CqlConfig {
+    fn from_args(args: &NodesArgs) -> Result<Self, ConfigError> {
+        let port = optional(vars::CQL_PORT, args.cql_port.as_deref(), parse::port)?
+            .unwrap_or(DEFAULT_CQL_PORT);
+        let user = args
+            .cql_username
+            .as_deref()
+            .map(str::trim)
+            .map(String::from);
+        let password_file = optional(
+            vars::CQL_PASSWORD_FILE,
+            args.cql_password_file.as_deref(),
+            token_file,
+        )?;
+        let credentials = match (user, password_file) {
+            (Some(user), Some(file)) if !user.is_empty() => Some((user, file)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    vars::CQL_PASSWORD_FILE,
+                    format!("is required when {} is set", vars::CQL_USERNAME),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    vars::CQL_USERNAME,
+                    format!("is required when {} is set", vars::CQL_PASSWORD_FILE),
+                ));
+            }
+        };
+        Ok(Self { port, credentials })
+    }
+}
+
+/// A Kubernetes namespace name (RFC 1123 label).
+fn namespace_name(raw: &str) -> Result<String, String> {
+    let ok = (1..=63).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && raw.ends_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then(|| raw.to_string())
+        .ok_or_else(|| format!("{raw:?} is not a namespace name (a-z, 0-9, '-')"))
+}
+
+/// A file holding a secret: it must be readable and not empty. Its contents
+/// are read later by whoever uses it, and never printed.
+pub(crate) fn token_file(raw: &str) -> Result<PathBuf, String> {
+    let path = parse::readable_file(raw)?;
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.iter().any(|b| !b.is_ascii_whitespace()) => Ok(path),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Keep-last / max-age retention; both unset means keep everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    pub fn from_args(args: &RetentionArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            keep_last: optional(
+                vars::RETENTION_KEEP_LAST,
+                args.retention_keep_last.as_deref(),
+                |raw| parse::positive(raw, 100_000).map(|n| n.get()),
+            )?,
+            max_age: optional(
+                vars::RETENTION_MAX_AGE,
+                args.retention_max_age.as_deref(),
+                parse::duration,
+            )?,
+        })
+    }
+}
+
+/// Everything `kassette backup` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// `None`: named after the pass's UTC start time.
+    pub name: Option<String>,
+    /// `None`: every user keyspace.
+    pub keyspaces: Option<Vec<String>>,
+    pub storage: StorageConfig,
+    pub cluster: ClusterConfig,
+    pub nodes: NodesConfig,
+    pub retention: Retention,
+}
+
+impl BackupConfig {
+    pub fn from_args(args: &BackupArgs) -> Result<Self, ConfigError> {
+        let name = optional(vars::BACKUP_NAME, args.backup_name.as_deref(), |raw| {
+            if raw.trim() == "latest" {
+                return Err("\"latest\" is reserved for restores; choose another name".into());
+            }
+            parse::backup_name(raw)
+        })?;
+        Ok(Self {
+            name,
+            keyspaces: optional(vars::KEYSPACES, args.keyspaces.as_deref(), parse::keyspaces)?,
+            storage: StorageConfig::from_args(&args.storage)?,
+            cluster: ClusterConfig::from_args(&args.cluster)?,
+            nodes: NodesConfig::from_args(&args.nodes)?,
+            retention: Retention::from_args(&args.retention)?,
+        })
+    }
+}
+
+/// Replace (truncate, then import) or merge (import beside live data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    Replace,
+    Merge,
+}
+
+/// Everything `kassette restore` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreConfig {
+    /// A backup name, or `latest`.
+    pub backup: String,
+    pub keyspaces: Option<Vec<String>>,
+    pub tables: Option<Vec<(String, String)>>,
+    pub mode: RestoreMode,
+    pub storage: StorageConfig,
+    pub cluster: ClusterConfig,
+    pub nodes: NodesConfig,
+}
+
+impl RestoreConfig {
+    pub fn from_args(args: &RestoreArgs) -> Result<Self, ConfigError> {
+        // A restore overwrites live tables, so the backup is never implied.
+        let backup = required(
+            vars::BACKUP_NAME,
+            args.backup_name.as_deref(),
+            "the backup to restore, or `latest`",
+            parse::backup_name,
+        )?;
+        Ok(Self {
+            backup,
+            keyspaces: optional(vars::KEYSPACES, args.keyspaces.as_deref(), parse::keyspaces)?,
+            tables: optional(vars::TABLES, args.tables.as_deref(), parse::tables)?,
+            mode: optional(vars::RESTORE_MODE, args.restore_mode.as_deref(), |raw| {
+                parse::one_of(
+                    raw,
+                    &[
+                        ("replace", RestoreMode::Replace),
+                        ("merge", RestoreMode::Merge),
+                    ],
+                )
+            })?
+            .unwrap_or(RestoreMode::Replace),
+            storage: StorageConfig::from_args(&args.storage)?,
+            cluster: ClusterConfig::from_args(&args.cluster)?,
+            nodes: NodesConfig::from_args(&args.nodes)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(dir: &tempfile::TempDir) -> String {
+        let path = dir.path().join("token");
+        std::fs::write(&path, "secret-token\n").unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn static_nodes_exclude_kubernetes_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = NodesArgs {
+            nodes: Some("127.0.0.1:7300,127.0.0.2:7300".into()),
+            agent_token_file: Some(token(&dir)),
+            ..Default::default()
+        };
+        let config = NodesConfig::from_args(&args).unwrap();
+        assert!(matches!(config.discovery, Discovery::Static(ref n) if n.len() == 2));
+        args.namespace = Some("cassandra".into());
+        assert_eq!(
+            NodesConfig::from_args(&args).unwrap_err().var,
+            vars::NAMESPACE
+        );
+    }
+
+    #[test]
+    fn kubernetes_discovery_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = NodesArgs {
+            agent_token_file: Some(token(&dir)),
+            ..Default::default()
+        };
+        let config = NodesConfig::from_args(&args).unwrap();
+        assert_eq!(
+            config.discovery,
+            Discovery::Kubernetes {
+                namespace: None,
+                selector: None,
+                agent_port: DEFAULT_AGENT_PORT
+            }
+        );
+        assert_eq!(config.cql.port, DEFAULT_CQL_PORT);
+    }
+
+    #[test]
+    fn token_file_must_exist_and_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let args = NodesArgs {
+            agent_token_file: Some(empty.to_string_lossy().into_owned()),
+            ..Default::default()
+        };
+        assert_eq!(
+            NodesConfig::from_args(&args).unwrap_err().var,
+            vars::AGENT_TOKEN_FILE
+        );
+        let missing = NodesArgs::default();
+        let err = NodesConfig::from_args(&missing).unwrap_err();
+        assert_eq!(err.var, vars::AGENT_TOKEN_FILE);
+        assert!(err.problem.starts_with("is required"));
+    }
+
+    #[test]
+    fn cql_user_and_password_come_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = NodesArgs {
+            agent_token_file: Some(token(&dir)),
+            cql_username: Some("cassandra".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            NodesConfig::from_args(&args).unwrap_err().var,
+            vars::CQL_PASSWORD_FILE
+        );
+    }
+
+    #[test]
+    fn retention_values() {
+        let args = RetentionArgs {
+            retention_keep_last: Some("7".into()),
+            retention_max_age: Some("30d".into()),
+        };
+        let r = Retention::from_args(&args).unwrap();
+        assert_eq!(r.keep_last, Some(7));
+        assert_eq!(r.max_age, Some(Duration::from_secs(30 * 86_400)));
+        let bad = RetentionArgs {
+            retention_keep_last: Some("0".into()),
+            retention_max_age: None,
+        };
+        assert_eq!(
+            Retention::from_args(&bad).unwrap_err().var,
+            vars::RETENTION_KEEP_LAST
+        );
+    }
+}

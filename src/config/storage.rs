@@ -1,0 +1,428 @@
+//! Storage settings: which backend, where, with which credentials and limits.
+
+use std::path::PathBuf;
+
+use url::Url;
+
+use super::{ConfigError, optional, parse, required, unused, vars};
+use crate::cli::StorageArgs;
+
+/// Transfers in flight per process when `KASSETTE_CONCURRENCY` is unset.
+pub const DEFAULT_CONCURRENCY: u32 = 8;
+const MAX_CONCURRENCY: u32 = 256;
+
+/// Validated storage settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// Key prefix, normalised: no leading or trailing `/`, no empty or `..`
+    /// segments. Empty when unset.
+    pub prefix: String,
+    pub limits: TransferLimits,
+}
+
+/// The backend and its provider-specific settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    S3 {
+        bucket: String,
+        endpoint: Option<Url>,
+        region: Option<String>,
+        credentials_file: Option<PathBuf>,
+        ca_bundle: Option<PathBuf>,
+    },
+    Gcs {
+        bucket: String,
+        endpoint: Option<Url>,
+        credentials_file: Option<PathBuf>,
+    },
+    Local {
+        root: PathBuf,
+    },
+}
+
+/// Process-wide transfer limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    /// Transfers in flight at once (at least 1).
+    pub concurrency: u32,
+    /// Bytes per second shared by all transfers; `None` is unlimited.
+    pub max_bandwidth: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    S3,
+    Gcs,
+    Local,
+}
+
+impl StorageConfig {
+    pub fn from_args(args: &StorageArgs) -> Result<Self, ConfigError> {
+        let provider = required(
+            vars::STORAGE_PROVIDER,
+            args.storage_provider.as_deref(),
+            "one of s3, gcs, local",
+            |raw| {
+                parse::one_of(
+                    raw,
+                    &[
+                        ("s3", Provider::S3),
+                        ("gcs", Provider::Gcs),
+                        ("local", Provider::Local),
+                    ],
+                )
+            },
+        )?;
+        let backend = match provider {
+            Provider::S3 => s3_backend(args)?,
+            Provider::Gcs => gcs_backend(args)?,
+            Provider::Local => local_backend(args)?,
+        };
+        let prefix = optional(
+            vars::STORAGE_PREFIX,
+            args.storage_prefix.as_deref(),
+            key_prefix,
+        )?
+        .unwrap_or_default();
+        let limits = TransferLimits {
+            concurrency: optional(vars::CONCURRENCY, args.concurrency.as_deref(), |raw| {
+                parse::positive(raw, MAX_CONCURRENCY).map(|n| n.get())
+            })?
+            .unwrap_or(DEFAULT_CONCURRENCY),
+            max_bandwidth: optional(
+                vars::MAX_BANDWIDTH,
+                args.max_bandwidth.as_deref(),
+                parse::bandwidth,
+            )?,
+        };
+        Ok(Self {
+            backend,
+            prefix,
+            limits,
+        })
+    }
+}
+
+fn s3_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
+    unused(
+        vars::STORAGE_PATH,
+        args.storage_path.as_deref(),
+        "with s3 (it is for local)",
+    )?;
+    let bucket = required(
+        vars::STORAGE_BUCKET,
+        args.storage_bucket.as_deref(),
+        "the S3 bucket name",
+        s3_bucket_name,
+    )?;
+    let endpoint = endpoint(args)?;
+    let region = optional(
+        vars::STORAGE_REGION,
+        args.storage_region.as_deref(),
+        |raw| {
+            let ok = !raw.is_empty() && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            ok.then(|| raw.to_string())
+                .ok_or_else(|| format!("{raw:?} is not a region name (e.g. eu-west-1)"))
+        },
+    )?;
+    let credentials_file = optional(
+        vars::STORAGE_CREDENTIALS_FILE,
+        args.storage_credentials_file.as_deref(),
+        aws_credentials_file,
+    )?;
+    let ca_bundle = optional(
+        vars::STORAGE_CA_BUNDLE,
+        args.storage_ca_bundle.as_deref(),
+        parse::readable_file,
+    )?;
+    Ok(Backend::S3 {
+        bucket,
+        endpoint,
+        region,
+        credentials_file,
+        ca_bundle,
+    })
+}
+
+fn gcs_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
+    unused(
+        vars::STORAGE_PATH,
+        args.storage_path.as_deref(),
+        "with gcs (it is for local)",
+    )?;
+    unused(
+        vars::STORAGE_REGION,
+        args.storage_region.as_deref(),
+        "with gcs",
+    )?;
+    unused(
+        vars::STORAGE_CA_BUNDLE,
+        args.storage_ca_bundle.as_deref(),
+        "with gcs",
+    )?;
+    let bucket = required(
+        vars::STORAGE_BUCKET,
+        args.storage_bucket.as_deref(),
+        "the GCS bucket name",
+        gcs_bucket_name,
+    )?;
+    let endpoint = endpoint(args)?;
+    let credentials_file = optional(
+        vars::STORAGE_CREDENTIALS_FILE,
+        args.storage_credentials_file.as_deref(),
+        gcs_credentials_file,
+    )?;
+    Ok(Backend::Gcs {
+        bucket,
+        endpoint,
+        credentials_file,
+    })
+}
+
+fn local_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
+    let why = "with local storage";
+    unused(vars::STORAGE_BUCKET, args.storage_bucket.as_deref(), why)?;
+    unused(
+        vars::STORAGE_ENDPOINT,
+        args.storage_endpoint.as_deref(),
+        why,
+    )?;
+    unused(vars::STORAGE_REGION, args.storage_region.as_deref(), why)?;
+    unused(
+        vars::STORAGE_CREDENTIALS_FILE,
+        args.storage_credentials_file.as_deref(),
+        why,
+    )?;
+    unused(
+        vars::STORAGE_CA_BUNDLE,
+        args.storage_ca_bundle.as_deref(),
+        why,
+    )?;
+    let root = required(
+        vars::STORAGE_PATH,
+        args.storage_path.as_deref(),
+        "the directory backups are stored in",
+        parse::existing_dir,
+    )?;
+    Ok(Backend::Local { root })
+}
+
+/// The endpoint, refusing plain HTTP unless explicitly allowed: credentials
+/// and data would otherwise cross the network in the clear by accident.
+fn endpoint(args: &StorageArgs) -> Result<Option<Url>, ConfigError> {
+    let allow_http = optional(
+        vars::STORAGE_ALLOW_HTTP,
+        args.storage_allow_http.as_deref(),
+        parse::boolean,
+    )?
+    .unwrap_or(false);
+    let endpoint = optional(
+        vars::STORAGE_ENDPOINT,
+        args.storage_endpoint.as_deref(),
+        parse::http_url,
+    )?;
+    if let Some(url) = &endpoint
+        && url.scheme() == "http"
+        && !allow_http
+    {
+        return Err(ConfigError::new(
+            vars::STORAGE_ENDPOINT,
+            format!(
+                "is plain http; use https, or set {}=true to allow it",
+                vars::STORAGE_ALLOW_HTTP
+            ),
+        ));
+    }
+    Ok(endpoint)
+}
+
+/// S3 bucket naming rules (the subset that matters for addressing).
+fn s3_bucket_name(raw: &str) -> Result<String, String> {
+    let ok = (3..=63).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && raw.ends_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then(|| raw.to_string())
+        .ok_or_else(|| format!("{raw:?} is not a bucket name (3-63 of a-z, 0-9, '.', '-')"))
+}
+
+/// GCS bucket naming rules: like S3, plus `_`, and up to 222 with dots.
+fn gcs_bucket_name(raw: &str) -> Result<String, String> {
+    let max = if raw.contains('.') { 222 } else { 63 };
+    let ok = (3..=max).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+        && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && raw.ends_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then(|| raw.to_string())
+        .ok_or_else(|| format!("{raw:?} is not a bucket name (3-63 of a-z, 0-9, '.', '-', '_')"))
+}
+
+/// Normalises a key prefix and refuses one that could escape the root.
+fn key_prefix(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    for segment in trimmed.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("{raw:?} has an empty, '.' or '..' path segment"));
+        }
+        if segment.chars().any(char::is_control) {
+            return Err("contains control characters".into());
+        }
+    }
+    Ok(trimmed.to_string())
+}
+
+/// An AWS credentials INI file (the form of K8ssandra's
+/// `medusa_s3_credentials` secret) must name a key id and a secret key.
+/// Only key names are inspected; no value is ever returned or echoed.
+fn aws_credentials_file(raw: &str) -> Result<PathBuf, String> {
+    let path = parse::readable_file(raw)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let has_key = |name: &str| {
+        text.lines().any(|line| {
+            line.split_once('=')
+                .is_some_and(|(k, v)| k.trim() == name && !v.trim().is_empty())
+        })
+    };
+    if has_key("aws_access_key_id") && has_key("aws_secret_access_key") {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is not an AWS credentials file (needs aws_access_key_id and aws_secret_access_key)",
+            path.display()
+        ))
+    }
+}
+
+/// A GCS credentials file must be a JSON key of a known type.
+fn gcs_credentials_file(raw: &str) -> Result<PathBuf, String> {
+    let path = parse::readable_file(raw)?;
+    let not_a_key = || {
+        format!(
+            "{} is not a Google credentials JSON (service_account, authorized_user or external_account)",
+            path.display()
+        )
+    };
+    let text = std::fs::read_to_string(&path).map_err(|_| not_a_key())?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| not_a_key())?;
+    match json.get("type").and_then(|t| t.as_str()) {
+        Some("service_account" | "authorized_user" | "external_account") => Ok(path),
+        _ => Err(not_a_key()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3_args() -> StorageArgs {
+        StorageArgs {
+            storage_provider: Some("s3".into()),
+            storage_bucket: Some("backups".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn provider_is_required_and_named() {
+        let err = StorageConfig::from_args(&StorageArgs::default()).unwrap_err();
+        assert_eq!(err.var, vars::STORAGE_PROVIDER);
+        let args = StorageArgs {
+            storage_provider: Some("s4".into()),
+            ..Default::default()
+        };
+        let err = StorageConfig::from_args(&args).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "KASSETTE_STORAGE_PROVIDER: \"s4\" is not one of s3, gcs, local"
+        );
+    }
+
+    #[test]
+    fn s3_defaults() {
+        let config = StorageConfig::from_args(&s3_args()).unwrap();
+        assert_eq!(config.prefix, "");
+        assert_eq!(config.limits.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(config.limits.max_bandwidth, None);
+        assert!(matches!(config.backend, Backend::S3 { ref bucket, .. } if bucket == "backups"));
+    }
+
+    #[test]
+    fn plain_http_needs_consent() {
+        let mut args = s3_args();
+        args.storage_endpoint = Some("http://127.0.0.1:9000".into());
+        assert_eq!(
+            StorageConfig::from_args(&args).unwrap_err().var,
+            vars::STORAGE_ENDPOINT
+        );
+        args.storage_allow_http = Some("true".into());
+        assert!(StorageConfig::from_args(&args).is_ok());
+    }
+
+    #[test]
+    fn settings_of_another_provider_are_refused() {
+        let mut args = s3_args();
+        args.storage_path = Some("/tmp".into());
+        assert_eq!(
+            StorageConfig::from_args(&args).unwrap_err().var,
+            vars::STORAGE_PATH
+        );
+        let args = StorageArgs {
+            storage_provider: Some("local".into()),
+            storage_path: Some("/tmp".into()),
+            storage_bucket: Some("b".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            StorageConfig::from_args(&args).unwrap_err().var,
+            vars::STORAGE_BUCKET
+        );
+    }
+
+    #[test]
+    fn prefixes_are_normalised_and_cannot_escape() {
+        assert_eq!(key_prefix("/team/prod/").unwrap(), "team/prod");
+        assert_eq!(key_prefix("").unwrap(), "");
+        assert!(key_prefix("a/../b").is_err());
+        assert!(key_prefix("a//b").is_err());
+    }
+
+    #[test]
+    fn bucket_names() {
+        assert!(s3_bucket_name("my-backups.eu").is_ok());
+        assert!(s3_bucket_name("My_Bucket").is_err());
+        assert!(s3_bucket_name("ab").is_err());
+        assert!(gcs_bucket_name("my_backups").is_ok());
+    }
+
+    #[test]
+    fn credential_files_are_checked_without_echoing_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(
+            &good,
+            "[default]\naws_access_key_id = AKIA\naws_secret_access_key = s3cr3t\n",
+        )
+        .unwrap();
+        assert!(aws_credentials_file(good.to_str().unwrap()).is_ok());
+
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "aws_secret_access_key = hunter2-very-secret\n").unwrap();
+        let err = aws_credentials_file(bad.to_str().unwrap()).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = gcs_credentials_file(bad.to_str().unwrap()).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+
+        let key = dir.path().join("key.json");
+        std::fs::write(&key, r#"{"type":"service_account","private_key":"x"}"#).unwrap();
+        assert!(gcs_credentials_file(key.to_str().unwrap()).is_ok());
+    }
+}

@@ -1,0 +1,62 @@
+//! The public names of every setting: one constant per environment variable.
+//!
+//! These names are the product's interface (see `docs/configuration.md`);
+//! clap's `env = …` attributes and every configuration error use these
+//! constants, so a message always names the variable the operator sets.
+
+/// Defines one constant per variable and [`ALL`], the list of them.
+macro_rules! variables {
+    ($($name:ident = $value:literal;)*) => {
+        $(pub const $name: &str = $value;)*
+        /// Every variable kassette reads, in definition order.
+        pub const ALL: &[&str] = &[$($name),*];
+    };
+}
+
+variables! {
+    LOG = "KASSETTE_LOG";
+    LOG_FORMAT = "KASSETTE_LOG_FORMAT";
+
+    STORAGE_PROVIDER = "KASSETTE_STORAGE_PROVIDER";
+    STORAGE_BUCKET = "KASSETTE_STORAGE_BUCKET";
+    STORAGE_PATH = "KASSETTE_STORAGE_PATH";
+    STORAGE_PREFIX = "KASSETTE_STORAGE_PREFIX";
+    STORAGE_ENDPOINT = "KASSETTE_STORAGE_ENDPOINT";
+    STORAGE_REGION = "KASSETTE_STORAGE_REGION";
+    STORAGE_CREDENTIALS_FILE = "KASSETTE_STORAGE_CREDENTIALS_FILE";
+    STORAGE_ALLOW_HTTP = "KASSETTE_STORAGE_ALLOW_HTTP";
+    STORAGE_CA_BUNDLE = "KASSETTE_STORAGE_CA_BUNDLE";
+
+    MAX_BANDWIDTH = "KASSETTE_MAX_BANDWIDTH";
+    CONCURRENCY = "KASSETTE_CONCURRENCY";
+
+    CLUSTER = "KASSETTE_CLUSTER";
+    DATACENTER = "KASSETTE_DATACENTER";
+
+    NODES = "KASSETTE_NODES";
+    NAMESPACE = "KASSETTE_NAMESPACE";
+    POD_SELECTOR = "KASSETTE_POD_SELECTOR";
+    AGENT_PORT = "KASSETTE_AGENT_PORT";
+    AGENT_TOKEN_FILE = "KASSETTE_AGENT_TOKEN_FILE";
+    AGENT_CA_FILE = "KASSETTE_AGENT_CA_FILE";
+
+    CQL_PORT = "KASSETTE_CQL_PORT";
+    CQL_USERNAME = "KASSETTE_CQL_USERNAME";
+    CQL_PASSWORD_FILE = "KASSETTE_CQL_PASSWORD_FILE";
+
+    BACKUP_NAME = "KASSETTE_BACKUP_NAME";
+    KEYSPACES = "KASSETTE_KEYSPACES";
+    TABLES = "KASSETTE_TABLES";
+    RESTORE_MODE = "KASSETTE_RESTORE_MODE";
+    RETENTION_KEEP_LAST = "KASSETTE_RETENTION_KEEP_LAST";
+    RETENTION_MAX_AGE = "KASSETTE_RETENTION_MAX_AGE";
+
+    AGENT_LISTEN = "KASSETTE_AGENT_LISTEN";
+    AGENT_TLS_CERT = "KASSETTE_AGENT_TLS_CERT";
+    AGENT_TLS_KEY = "KASSETTE_AGENT_TLS_KEY";
+    DATA_DIRS = "KASSETTE_DATA_DIRS";
+    CASSANDRA_CONTROL = "KASSETTE_CASSANDRA_CONTROL";
+    NODETOOL = "KASSETTE_NODETOOL";
+    JOLOKIA_URL = "KASSETTE_JOLOKIA_URL";
+    MANAGEMENT_API_URL = "KASSETTE_MANAGEMENT_API_URL";
+}

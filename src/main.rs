@@ -1,0 +1,34 @@
+//! The `kassette` binary: parse the command line, set up logging, run a role,
+//! turn the outcome into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kassette::cli::Cli;
+use kassette::config::LogConfig;
+use kassette::error::EXIT_USAGE;
+
+fn main() -> ExitCode {
+    // The AWS SDK, kube and the GCS client all speak rustls; with more than
+    // one crypto backend linked, rustls cannot pick one by itself.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    // Usage errors exit 2 and --help/--version exit 0, from clap itself.
+    let cli = Cli::parse();
+    let log = match LogConfig::from_args(&cli.log) {
+        Ok(log) => log,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    kassette::telemetry::init(&log);
+
+    match kassette::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            err.exit_code()
+        }
+    }
+}

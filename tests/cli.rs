@@ -1,0 +1,229 @@
+//! The binary's public surface: help, exit codes, configuration errors that
+//! name their variable, and secrets that never reach the output.
+
+use std::process::{Command, Output};
+
+use kassette::config::vars;
+
+/// Runs `kassette` with only the given environment (plus PATH).
+fn kassette(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kassette"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kassette")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn token_file(dir: &tempfile::TempDir, secret: &str) -> String {
+    let path = dir.path().join("token");
+    std::fs::write(&path, secret).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn help_describes_every_variable() {
+    let mut help = String::new();
+    for sub in [
+        "backup", "restore", "agent", "list", "status", "verify", "purge",
+    ] {
+        let out = kassette(&[sub, "--help"], &[]);
+        assert!(out.status.success(), "{sub} --help: {}", text(&out));
+        help.push_str(&text(&out));
+    }
+    // Help wraps lines; compare with runs of whitespace folded to one space.
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for var in vars::ALL {
+        assert!(
+            help.contains(&format!("[env: {var}")),
+            "{var} missing from --help"
+        );
+    }
+}
+
+#[test]
+fn no_subcommand_is_a_usage_error() {
+    let out = kassette(&[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("Usage"), "{}", text(&out));
+}
+
+#[test]
+fn a_bad_provider_is_named_with_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(&dir, "t");
+    let out = kassette(
+        &["backup"],
+        &[
+            (vars::STORAGE_PROVIDER, "s4"),
+            (vars::AGENT_TOKEN_FILE, &token),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"KASSETTE_STORAGE_PROVIDER: "s4" is not one of s3, gcs, local"#),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_missing_required_variable_is_named() {
+    let out = kassette(&["list"], &[(vars::STORAGE_PROVIDER, "s3")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("KASSETTE_STORAGE_BUCKET: is required"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_flag_overrides_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let env = [
+        (vars::STORAGE_PROVIDER, "s4"),
+        (vars::STORAGE_PATH, root),
+        (vars::CLUSTER, "prod"),
+        (vars::DATACENTER, "dc1"),
+    ];
+    let out = kassette(&["list", "--storage-provider", "local"], &env);
+    // The configuration is valid; `list` itself is not built yet.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not implemented yet"), "{}", text(&out));
+}
+
+#[test]
+fn secrets_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(&dir, "token-SECRET-1");
+    let creds = dir.path().join("credentials");
+    std::fs::write(&creds, "[default]\naws_secret_access_key = SECRET-2\n").unwrap();
+
+    // A URL with embedded credentials is refused without echoing them.
+    let out = kassette(
+        &["--log", "trace", "backup"],
+        &[
+            (vars::STORAGE_PROVIDER, "s3"),
+            (vars::STORAGE_BUCKET, "backups"),
+            (
+                vars::STORAGE_ENDPOINT,
+                "https://AKIA:SECRET-3@s3.example.com",
+            ),
+            (vars::AGENT_TOKEN_FILE, &token),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(vars::STORAGE_ENDPOINT),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("SECRET"), "{}", text(&out));
+
+    // A malformed credentials file is named, its contents are not shown.
+    let out = kassette(
+        &["--log", "trace", "list"],
+        &[
+            (vars::STORAGE_PROVIDER, "s3"),
+            (vars::STORAGE_BUCKET, "backups"),
+            (vars::STORAGE_CREDENTIALS_FILE, creds.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(vars::STORAGE_CREDENTIALS_FILE),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("SECRET"), "{}", text(&out));
+
+    // A valid configuration, logged at the most verbose level, shows no token.
+    let out = kassette(
+        &["--log", "trace", "backup"],
+        &[
+            (vars::STORAGE_PROVIDER, "local"),
+            (vars::STORAGE_PATH, dir.path().to_str().unwrap()),
+            (vars::CLUSTER, "prod"),
+            (vars::DATACENTER, "dc1"),
+            (vars::NODES, "127.0.0.1:7300"),
+            (vars::AGENT_TOKEN_FILE, &token),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("configuration is valid"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("SECRET"), "{}", text(&out));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = kassette(
+        &["status", "nightly"],
+        &[(vars::LOG_FORMAT, "json"), (vars::STORAGE_PROVIDER, "gcs")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["level"], "ERROR");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("KASSETTE_STORAGE_BUCKET")
+    );
+}
+
+#[test]
+fn a_bad_log_format_is_named() {
+    let out = kassette(&["list"], &[(vars::LOG_FORMAT, "xml")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(r#"KASSETTE_LOG_FORMAT: "xml" is not one of text, json"#),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn every_role_validates_before_saying_it_is_not_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let token = token_file(&dir, "t");
+    let env = [
+        (vars::STORAGE_PROVIDER, "local"),
+        (vars::STORAGE_PATH, root),
+        (vars::CLUSTER, "prod"),
+        (vars::DATACENTER, "dc1"),
+        (vars::NODES, "127.0.0.1:7300"),
+        (vars::AGENT_TOKEN_FILE, token.as_str()),
+        (vars::DATA_DIRS, root),
+        (vars::BACKUP_NAME, "latest"),
+    ];
+    for role in ["restore", "agent", "list", "status", "verify", "purge"] {
+        let out = kassette(&[role], &env);
+        assert_eq!(out.status.code(), Some(1), "{role}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("`kassette {role}` is not implemented yet")),
+            "{role}: {}",
+            text(&out)
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! Test harness: finds the real services of the test environment.
+//!
+//! `make test` starts them (scripts/env.sh up) before cargo runs; each service
+//! script writes `.run/<component>.env` with `export NAME=value` lines. A
+//! test reads a setting from its environment variable, else from those files,
+//! and fails loudly when neither has it: a missing service is an error, never
+//! a silent skip.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env_files() -> &'static HashMap<String, String> {
+    static FILES: OnceLock<HashMap<String, String>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let run = std::env::var("KASSETTE_RUN").map_or_else(|_| repo().join(".run"), PathBuf::from);
+        let mut vars = HashMap::new();
+        let Ok(entries) = std::fs::read_dir(&run) else {
+            return vars;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "env") {
+                read_env_file(&path, &mut vars);
+            }
+        }
+        vars
+    })
+}
+
+fn read_env_file(path: &Path, vars: &mut HashMap<String, String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches("export ").trim();
+        if let Some((name, value)) = line.split_once('=') {
+            let value = value.trim().trim_matches('"').trim_matches('\'');
+            vars.insert(name.trim().to_string(), value.to_string());
+        }
+    }
+}
+
+/// A setting of the test environment, e.g. `KASSETTE_TEST_S3_ENDPOINT`.
+pub fn setting(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .or_else(|| env_files().get(name).cloned())
+        .unwrap_or_else(|| {
+            panic!("{name} is not set: start the test environment first (`make env`, or run `make test`)")
+        })
+}
+
+/// A name no other test (or earlier run) uses: tests share one cluster and
+/// one storage server, so each works in its own keyspace / bucket / prefix.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}{}x{n}x{nanos:x}", std::process::id())
+}
+
+/// Runs a command, returning stdout; panics with stderr when it fails.
+pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
+    let program = program.as_ref();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program:?} {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
