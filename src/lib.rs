@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod storage;
 pub mod telemetry;
 
 pub use error::Error;

@@ -21,8 +21,9 @@ async fn client() -> Client {
     Client::try_from(config).expect("kube client")
 }
 
-/// A fresh namespace with its `default` service account (no controller
-/// manager runs here to create it).
+/// A fresh namespace with its `default` service account. The controller
+/// manager creates that account asynchronously; creating it here too closes
+/// the race with the first Pod (ServiceAccount admission is on).
 async fn namespace(client: &Client) -> String {
     let name = unique("smoke-k8s-");
     let ns = Namespace {
@@ -43,7 +44,7 @@ async fn namespace(client: &Client) -> String {
         },
         ..Default::default()
     };
-    // The apiserver may already have made it; either way it must exist.
+    // The controller may have been first; either way it must exist.
     let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
     if let Err(e) = accounts.create(&PostParams::default(), &sa).await {
         assert!(

@@ -1,0 +1,108 @@
+//! Storage errors, in terms of meaning rather than provider status codes.
+
+use std::path::PathBuf;
+
+use super::key::InvalidKey;
+
+/// What a storage operation can fail with. Backends translate their SDK's
+/// errors into these; callers decide on meaning (missing, exists, denied,
+/// damaged) and [`Error::is_transient`] alone drives retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{key}: not found")]
+    NotFound { key: String },
+
+    /// A create-if-absent lost: somebody else created the object first.
+    #[error("{key}: already exists")]
+    AlreadyExists { key: String },
+
+    /// The bytes do not match their recorded checksum: never a silently
+    /// wrong file.
+    #[error("{key}: content does not match its checksum (expected {expected}, got {actual})")]
+    Corrupt {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+
+    /// Credentials were refused or lack a permission. Not retried.
+    #[error("{operation} {key}: access denied: {message}")]
+    Denied {
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
+
+    /// The bucket does not exist. Not retried.
+    #[error("bucket {bucket:?} does not exist")]
+    NoSuchBucket { bucket: String },
+
+    /// A local file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    InvalidKey(#[from] InvalidKey),
+
+    /// Any other failure of the store or the network. `transient` says
+    /// whether trying again may succeed (5xx, throttling, timeouts, resets).
+    #[error("{operation} {key}: {message}")]
+    Store {
+        operation: &'static str,
+        key: String,
+        message: String,
+        transient: bool,
+    },
+}
+
+impl Error {
+    /// Whether the same request may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Store {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    pub(crate) fn local(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Local {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Classifies an HTTP status the way every backend does.
+    pub(crate) fn from_status(
+        operation: &'static str,
+        key: &str,
+        status: u16,
+        message: impl Into<String>,
+    ) -> Self {
+        let key = key.to_string();
+        let message = message.into();
+        match status {
+            404 => Error::NotFound { key },
+            401 | 403 => Error::Denied {
+                operation,
+                key,
+                message,
+            },
+            412 => Error::AlreadyExists { key },
+            _ => Error::Store {
+                operation,
+                key,
+                message: format!("HTTP {status}: {message}"),
+                transient: matches!(status, 408 | 429 | 500..=599),
+            },
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,128 @@
+//! Process-wide transfer limits shared by every transfer of every backend:
+//! how many requests carry data at once, how many bytes sit in part buffers,
+//! and how many bytes per second cross the network.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::TransferLimits;
+
+/// Unit of the bandwidth limiter: one cell per KiB keeps byte counts of
+/// large parts within the limiter's `u32`.
+const CELL: u64 = 1024;
+
+/// Budget for part buffers held in memory, in MiB, per unit of concurrency.
+/// See `docs/storage.md`: memory ≤ concurrency × part size.
+pub const BUFFER_MIB_PER_SLOT: u32 = 8;
+
+/// Shared limits; clone freely (all clones share the same budget).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    slots: Arc<Semaphore>,
+    buffer_mib: Arc<Semaphore>,
+    buffer_mib_total: u32,
+    bandwidth: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl Limits {
+    pub fn new(config: &TransferLimits) -> Self {
+        let concurrency = config.concurrency.max(1);
+        let buffer_mib_total = concurrency * BUFFER_MIB_PER_SLOT;
+        Self {
+            slots: Arc::new(Semaphore::new(concurrency as usize)),
+            buffer_mib: Arc::new(Semaphore::new(buffer_mib_total as usize)),
+            buffer_mib_total,
+            bandwidth: config.max_bandwidth.map(|rate| Arc::new(limiter(rate))),
+        }
+    }
+
+    pub fn unlimited_for_tests() -> Self {
+        Self::new(&TransferLimits {
+            concurrency: 8,
+            max_bandwidth: None,
+        })
+    }
+
+    /// Waits for one of the concurrency slots; hold it for the request.
+    pub async fn slot(&self) -> OwnedSemaphorePermit {
+        match self.slots.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("transfer semaphore closed"),
+        }
+    }
+
+    /// Reserves buffer memory for `bytes` (rounded up to MiB, capped at the
+    /// whole budget so one oversized part can still proceed alone).
+    pub async fn buffer(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let mib = bytes
+            .div_ceil(1 << 20)
+            .clamp(1, u64::from(self.buffer_mib_total)) as u32;
+        match self.buffer_mib.clone().acquire_many_owned(mib).await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("buffer semaphore closed"),
+        }
+    }
+
+    /// Waits until `bytes` may cross the network under the bandwidth limit.
+    pub async fn bandwidth(&self, bytes: u64) {
+        let Some(limiter) = &self.bandwidth else {
+            return;
+        };
+        // Asking for at most 64 KiB at a time keeps waits short and fair
+        // between concurrent transfers, and never exceeds the burst.
+        let mut cells = bytes.div_ceil(CELL);
+        while cells > 0 {
+            let take = cells.min(64) as u32;
+            if let Some(n) = NonZeroU32::new(take) {
+                let _ = limiter.until_n_ready(n).await;
+            }
+            cells -= u64::from(take);
+        }
+    }
+}
+
+/// A GCRA limiter of `rate` bytes/s allowing a burst of one second.
+fn limiter(rate: u64) -> DefaultDirectRateLimiter {
+    let per_second = rate.div_ceil(CELL).clamp(1, u64::from(u32::MAX)) as u32;
+    let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(per_second))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bandwidth_limit_paces_transfers() {
+        let limits = Limits::new(&TransferLimits {
+            concurrency: 2,
+            max_bandwidth: Some(1 << 20),
+        });
+        // One second's worth (the burst) passes at once; the next 64 KiB
+        // must wait for the bucket to refill.
+        limits.bandwidth(1 << 20).await;
+        let limiter = limits.bandwidth.as_ref().unwrap();
+        let next = limiter.check_n(NonZeroU32::new(64).unwrap()).unwrap();
+        assert!(next.is_err(), "bytes beyond the rate were not held back");
+    }
+
+    #[tokio::test]
+    async fn buffer_budget_bounds_memory() {
+        let limits = Limits::new(&TransferLimits {
+            concurrency: 1,
+            max_bandwidth: None,
+        });
+        let first = limits.buffer(8 << 20).await;
+        // The budget (8 MiB) is used up: a second reservation must wait.
+        let second =
+            tokio::time::timeout(std::time::Duration::from_millis(50), limits.buffer(1)).await;
+        assert!(second.is_err());
+        drop(first);
+        // An oversized part is capped to the whole budget and proceeds alone.
+        let _big = limits.buffer(1 << 30).await;
+    }
+}

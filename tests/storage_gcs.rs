@@ -1,0 +1,98 @@
+//! The storage conformance suite against the GCS emulator
+//! (fake-gcs-server), plus an object altered behind kassette's back.
+
+mod common;
+mod conformance;
+
+use std::sync::Arc;
+
+use common::{setting, unique};
+use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
+use gcloud_storage::http::objects::download::Range;
+use gcloud_storage::http::objects::get::GetObjectRequest;
+use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
+use kassette::config::{Backend, StorageConfig, TransferLimits};
+use kassette::storage::{self, Store};
+use url::Url;
+
+fn raw_client() -> Client {
+    Client::new(
+        ClientConfig {
+            storage_endpoint: setting("KASSETTE_TEST_GCS_ENDPOINT"),
+            ..ClientConfig::default()
+        }
+        .anonymous(),
+    )
+}
+
+async fn new_bucket() -> String {
+    let bucket = unique("kassette-gcs-");
+    raw_client()
+        .insert_bucket(&InsertBucketRequest {
+            name: bucket.clone(),
+            param: InsertBucketParam {
+                project: "kassette-test".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("create bucket");
+    bucket
+}
+
+async fn open_bucket(bucket: &str) -> Arc<dyn Store> {
+    let config = StorageConfig {
+        backend: Backend::Gcs {
+            bucket: bucket.to_string(),
+            endpoint: Some(Url::parse(&setting("KASSETTE_TEST_GCS_ENDPOINT")).unwrap()),
+            credentials_file: None,
+        },
+        prefix: "team/prod".into(),
+        limits: TransferLimits {
+            concurrency: 8,
+            max_bandwidth: None,
+        },
+    };
+    storage::open(&config).await.expect("open gcs store")
+}
+
+async fn open() -> Arc<dyn Store> {
+    open_bucket(&new_bucket().await).await
+}
+
+conformance_tests!(open);
+
+#[tokio::test]
+async fn detects_altered_objects() {
+    let bucket = new_bucket().await;
+    let store = open_bucket(&bucket).await;
+    conformance::detects_altered_objects(store, |key| async move {
+        let raw = raw_client();
+        let name = format!("team/prod/{key}");
+        let data = raw
+            .download_object(
+                &GetObjectRequest {
+                    bucket: bucket.clone(),
+                    object: name.clone(),
+                    ..Default::default()
+                },
+                &Range::default(),
+            )
+            .await
+            .unwrap();
+        let request = UploadObjectRequest {
+            bucket: bucket.clone(),
+            ..Default::default()
+        };
+        raw.upload_object(
+            &request,
+            conformance::flip_middle_byte(data),
+            &UploadType::Simple(Media::new(name)),
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+}
