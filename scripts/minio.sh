@@ -106,10 +106,12 @@ start() {
   log "starting minio at $ENDPOINT"
   # MINIO_UPDATE=off: no update checks (offline, and the binary is a source
   # build). MINIO_CI_CD: caps the erasure buffer pool at 256 MiB instead of
-  # up to half of RAM.
+  # up to half of RAM. MINIO_PROMETHEUS_AUTH_TYPE=public: the benchmark reads
+  # request counts from /minio/metrics/v3 (loopback, test-only server).
   # setsid: the server must outlive this script and not get the caller's signals.
   MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" \
     MINIO_SITE_REGION="$MINIO_REGION" MINIO_UPDATE=off MINIO_CI_CD=1 \
+    MINIO_PROMETHEUS_AUTH_TYPE=public \
     setsid "$MINIO_BIN" server --quiet \
       --address "$MINIO_HOST:$MINIO_PORT" \
       --console-address "$MINIO_HOST:$MINIO_CONSOLE_PORT" \

@@ -20,4 +20,12 @@ wait "$build_pid" || build_ok=$?
 [ "$env_ok" -eq 0 ] || die "test environment did not start (logs in $KASSETTE_RUN/logs)"
 
 # Tests share one cluster; two at a time keeps a 2-core machine responsive.
-cargo test --locked -- --test-threads="${KASSETTE_TEST_THREADS:-2}"
+test_log="$KASSETTE_RUN/logs/cargo-test.log"
+status=0
+cargo test --locked -- --test-threads="${KASSETTE_TEST_THREADS:-2}" 2>&1 | tee "$test_log" || status=$?
+# One closing line for the whole suite (cargo prints one per test binary,
+# the last being the doc-tests').
+awk '/^test result:/ { p += $4; f += $6; i += $8 }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, i }' "$test_log" |
+  tee "$KASSETTE_RUN/logs/summary.txt"
+exit "$status"

@@ -13,7 +13,7 @@
 //!   computing its [`Digest`] in the same pass, and hands the CRC32C to the
 //!   store so that a damaged upload is refused by the store itself.
 //!   [`Store::get_file`] writes to a temporary name, checks size and
-//!   SHA-256 against what the caller expects, and renames only on a match;
+//!   BLAKE3 against what the caller expects, and renames only on a match;
 //!   a mismatch is [`Error::Corrupt`] naming the object.
 //! - **Bounded memory.** Transfers stream; the only buffers are parts in
 //!   flight, bounded by [`Limits`] (concurrency × part size).
