@@ -27,6 +27,9 @@ MINIO_CONSOLE_PORT="${KASSETTE_MINIO_CONSOLE_PORT:-9001}"
 MINIO_USER=kassette
 MINIO_PASSWORD=kassette-secret
 MINIO_REGION=us-east-1
+# A static KMS key (MinIO's built-in KMS) so SSE-KMS can be tested for real.
+MINIO_KMS_KEY_ID=kassette-test-key
+MINIO_KMS_KEY="$MINIO_KMS_KEY_ID:a2Fzc2V0dGUtdGVzdC1rbXMta2V5LTMyLWJ5dGVzISE="
 
 RUN_DIR="$KASSETTE_RUN/minio"
 DATA_DIR="$RUN_DIR/data"
@@ -80,6 +83,7 @@ export KASSETTE_TEST_S3_ACCESS_KEY=$MINIO_USER
 export KASSETTE_TEST_S3_SECRET_KEY=$MINIO_PASSWORD
 export KASSETTE_TEST_S3_REGION=$MINIO_REGION
 export KASSETTE_TEST_MINIO_BIN=$MINIO_BIN
+export KASSETTE_TEST_S3_KMS_KEY_ID=$MINIO_KMS_KEY_ID
 export KASSETTE_TEST_S3_CREDENTIALS_FILE=$CREDS_FILE
 EOF
   # mc alias config lives under the run dir so nothing touches ~/.mc.
@@ -111,7 +115,7 @@ start() {
   # setsid: the server must outlive this script and not get the caller's signals.
   MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" \
     MINIO_SITE_REGION="$MINIO_REGION" MINIO_UPDATE=off MINIO_CI_CD=1 \
-    MINIO_PROMETHEUS_AUTH_TYPE=public \
+    MINIO_PROMETHEUS_AUTH_TYPE=public MINIO_KMS_SECRET_KEY="$MINIO_KMS_KEY" \
     setsid "$MINIO_BIN" server --quiet \
       --address "$MINIO_HOST:$MINIO_PORT" \
       --console-address "$MINIO_HOST:$MINIO_CONSOLE_PORT" \

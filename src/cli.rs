@@ -95,6 +95,16 @@ pub struct StorageArgs {
     /// PEM bundle of extra CA certificates trusted for the endpoint.
     #[arg(long, env = vars::STORAGE_CA_BUNDLE, value_name = "FILE")]
     pub storage_ca_bundle: Option<String>,
+    /// S3 storage class of uploaded objects, e.g. `STANDARD_IA` (default:
+    /// the bucket's).
+    #[arg(long, env = vars::STORAGE_CLASS, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Encrypt objects with SSE-KMS under this KMS key id or ARN (s3).
+    #[arg(long, env = vars::STORAGE_SSE_KMS_KEY_ID, value_name = "KEY_ID")]
+    pub storage_sse_kms_key_id: Option<String>,
+    /// File holding a 256-bit SSE-C key, raw or base64 (s3; needs https).
+    #[arg(long, env = vars::STORAGE_SSE_C_KEY_FILE, value_name = "FILE")]
+    pub storage_sse_c_key_file: Option<String>,
     /// Bandwidth limit shared by all transfers of this process, e.g.
     /// `200MiB/s` (default: unlimited).
     #[arg(long, env = vars::MAX_BANDWIDTH, value_name = "RATE")]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
 use common::{setting, unique};
-use kassette::config::{Backend, StorageConfig, TransferLimits};
+use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
 use kassette::storage::{self, Error, Store};
 use url::Url;
 
@@ -55,6 +55,8 @@ fn config(endpoint: &str, bucket: &str, credentials: &str) -> StorageConfig {
             region: Some(setting("KASSETTE_TEST_S3_REGION")),
             credentials_file: Some(credentials.into()),
             ca_bundle: None,
+            storage_class: None,
+            encryption: S3Encryption::BucketDefault,
         },
         prefix: "team/prod".into(),
         limits: TransferLimits {
@@ -211,11 +213,77 @@ struct OwnMinio {
     bin: String,
     port: u16,
     data: tempfile::TempDir,
+    /// With TLS: the directory holding `public.crt` and `private.key`.
+    certs: Option<tempfile::TempDir>,
     child: Option<std::process::Child>,
 }
 
 impl OwnMinio {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A MinIO serving HTTPS with a certificate for 127.0.0.1 issued by a
+    /// fresh private CA (whose certificate is the CA bundle to trust).
+    fn start_tls() -> Self {
+        let certs = tempfile::tempdir().unwrap();
+        let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+        let openssl = |args: &[&str]| {
+            common::run("openssl", args);
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=kassette-test-ca",
+            "-keyout",
+            &path("ca.key"),
+            "-out",
+            &path("ca.pem"),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &path("private.key"),
+            "-out",
+            &path("server.csr"),
+        ]);
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &path("server.csr"),
+            "-CA",
+            &path("ca.pem"),
+            "-CAkey",
+            &path("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &path("server.ext"),
+            "-out",
+            &path("public.crt"),
+        ]);
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<tempfile::TempDir>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -225,6 +293,7 @@ impl OwnMinio {
             bin: setting("KASSETTE_TEST_MINIO_BIN"),
             port,
             data: tempfile::tempdir().unwrap(),
+            certs,
             child: None,
         };
         minio.spawn();
@@ -232,18 +301,28 @@ impl OwnMinio {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn ca_bundle(&self) -> Option<std::path::PathBuf> {
+        self.certs.as_ref().map(|c| c.path().join("ca.pem"))
     }
 
     fn spawn(&mut self) {
-        let child = std::process::Command::new(&self.bin)
-            .args([
-                "server",
-                "--quiet",
-                "--address",
-                &format!("127.0.0.1:{}", self.port),
-            ])
-            .args(["--console-address", "127.0.0.1:0"])
+        let mut command = std::process::Command::new(&self.bin);
+        command
+            .args(["server", "--quiet", "--address"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["--console-address", "127.0.0.1:0"]);
+        if let Some(certs) = &self.certs {
+            command.arg("--certs-dir").arg(certs.path());
+        }
+        let child = command
             .arg(self.data.path())
             .env("MINIO_ROOT_USER", setting("KASSETTE_TEST_S3_ACCESS_KEY"))
             .env(
@@ -283,19 +362,8 @@ impl Drop for OwnMinio {
 async fn a_transfer_interrupted_by_a_server_restart_is_retried_to_success() {
     let mut minio = OwnMinio::start();
     let endpoint = minio.endpoint();
-    // The fresh server may take a moment to accept requests.
     let bucket = unique("kassette-restart-");
-    let raw = raw_client(&endpoint);
-    for attempt in 0.. {
-        match raw.create_bucket().bucket(&bucket).send().await {
-            Ok(_) => break,
-            Err(e) if attempt < 50 => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("create bucket: {e:?}"),
-        }
-    }
+    create_bucket_when_ready(&raw_client(&endpoint), &bucket).await;
     let mut config = config(
         &endpoint,
         &bucket,
@@ -335,4 +403,161 @@ async fn a_transfer_interrupted_by_a_server_restart_is_retried_to_success() {
         .get_file(&key, &restored, &expected)
         .await
         .expect("download after restart");
+}
+
+/// Creates `bucket` on a server that may still be starting.
+async fn create_bucket_when_ready(raw: &aws_sdk_s3::Client, bucket: &str) {
+    for attempt in 0.. {
+        match raw.create_bucket().bucket(bucket).send().await {
+            Ok(_) => return,
+            Err(_) if attempt < 50 => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("create bucket: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_kms_and_storage_class_are_applied() {
+    let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
+    let bucket = new_bucket(&endpoint).await;
+    let mut config = config(
+        &endpoint,
+        &bucket,
+        &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
+    );
+    let Backend::S3 {
+        encryption,
+        storage_class,
+        ..
+    } = &mut config.backend
+    else {
+        unreachable!()
+    };
+    *encryption = S3Encryption::Kms {
+        key_id: setting("KASSETTE_TEST_S3_KMS_KEY_ID"),
+    };
+    *storage_class = Some("REDUCED_REDUNDANCY".into());
+    let store = storage::open(&config).await.unwrap();
+    // A single-request object and a multipart one.
+    for size in [1_000, conformance_part_plus_one()] {
+        conformance::round_trip(&store, size).await;
+        let head = raw_client(&endpoint)
+            .head_object()
+            .bucket(&bucket)
+            .key(format!("team/prod/round-trip/{size}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            Some("aws:kms"),
+            "size {size}"
+        );
+        assert_eq!(
+            head.ssekms_key_id()
+                .map(|k| k.ends_with(&setting("KASSETTE_TEST_S3_KMS_KEY_ID"))),
+            Some(true)
+        );
+        assert_eq!(
+            head.storage_class().map(|c| c.as_str()),
+            Some("REDUCED_REDUNDANCY"),
+            "size {size}"
+        );
+    }
+}
+
+fn conformance_part_plus_one() -> u64 {
+    storage::MIN_PART_SIZE + 1
+}
+
+#[tokio::test]
+async fn sse_c_over_tls_with_a_private_ca() {
+    let minio = OwnMinio::start_tls();
+    let endpoint = minio.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("sse-c.key");
+    std::fs::write(&key_file, [42u8; 32]).unwrap();
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, [7u8; 32]).unwrap();
+
+    let credentials = setting("KASSETTE_TEST_S3_CREDENTIALS_FILE");
+    let configure = |sse_c: Option<&std::path::Path>| {
+        let mut config = config(&endpoint, "sse-c", &credentials);
+        let Backend::S3 {
+            ca_bundle,
+            encryption,
+            ..
+        } = &mut config.backend
+        else {
+            unreachable!()
+        };
+        *ca_bundle = minio.ca_bundle();
+        *encryption = match sse_c {
+            Some(path) => S3Encryption::CustomerKey {
+                key: std::fs::read(path).unwrap().try_into().unwrap(),
+            },
+            None => S3Encryption::BucketDefault,
+        };
+        config
+    };
+    let store = storage::open(&configure(Some(&key_file))).await.unwrap();
+    // Trusting the private CA is what lets kassette talk to this server at all.
+    let admin = storage::open(&configure(None)).await.unwrap();
+    // The bucket, created through a plain S3 client that trusts the CA.
+    create_bucket_over_tls(&endpoint, &minio).await;
+
+    for size in [1_000, conformance_part_plus_one()] {
+        conformance::round_trip(&store, size).await;
+        // Without the customer key, or with another one, the data cannot be read.
+        let key = conformance::key(&format!("round-trip/{size}"));
+        let dest = dir.path().join("stolen");
+        let expected = storage::digest_of(b"");
+        for reader in [
+            &admin,
+            &storage::open(&configure(Some(&other_key))).await.unwrap(),
+        ] {
+            let err = reader.get_file(&key, &dest, &expected).await.unwrap_err();
+            assert!(
+                !matches!(err, Error::Corrupt { .. }),
+                "read without the right key: {err}"
+            );
+            assert!(!dest.exists());
+        }
+    }
+}
+
+/// Creates the `sse-c` bucket on the TLS server through an SDK client whose
+/// HTTP client trusts the server's self-signed certificate.
+async fn create_bucket_over_tls(endpoint: &str, minio: &OwnMinio) {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+    let pem = std::fs::read(minio.ca_bundle().unwrap()).unwrap();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(
+            TlsContext::builder()
+                .with_trust_store(TrustStore::empty().with_pem_certificate(pem))
+                .build()
+                .unwrap(),
+        )
+        .build_https();
+    let credentials = Credentials::new(
+        setting("KASSETTE_TEST_S3_ACCESS_KEY"),
+        setting("KASSETTE_TEST_S3_SECRET_KEY"),
+        None,
+        None,
+        "test",
+    );
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(setting("KASSETTE_TEST_S3_REGION")))
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .http_client(http)
+            .build(),
+    );
+    create_bucket_when_ready(&client, "sse-c").await;
 }

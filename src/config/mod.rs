@@ -19,7 +19,7 @@ pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, Discovery, NodesConfig, RestoreConfig, RestoreMode,
     Retention,
 };
-pub use storage::{Backend, StorageConfig, TransferLimits};
+pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 
 use crate::cli::LogArgs;
 

@@ -30,6 +30,8 @@ pub enum Backend {
         region: Option<String>,
         credentials_file: Option<PathBuf>,
         ca_bundle: Option<PathBuf>,
+        storage_class: Option<String>,
+        encryption: S3Encryption,
     },
     Gcs {
         bucket: String,
@@ -39,6 +41,29 @@ pub enum Backend {
     Local {
         root: PathBuf,
     },
+}
+
+/// Server-side encryption of S3 objects.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum S3Encryption {
+    /// The bucket's default.
+    #[default]
+    BucketDefault,
+    /// SSE-KMS under this key id or ARN.
+    Kms { key_id: String },
+    /// SSE-C with a customer key (256 bits), sent with every request.
+    CustomerKey { key: [u8; 32] },
+}
+
+impl std::fmt::Debug for S3Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BucketDefault => f.write_str("BucketDefault"),
+            Self::Kms { key_id } => f.debug_struct("Kms").field("key_id", key_id).finish(),
+            // The key is a secret: never printed, not even in debug logs.
+            Self::CustomerKey { .. } => f.write_str("CustomerKey { key: <redacted> }"),
+        }
+    }
 }
 
 /// Process-wide transfer limits.
@@ -136,16 +161,81 @@ fn s3_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
         args.storage_ca_bundle.as_deref(),
         parse::readable_file,
     )?;
+    let storage_class = optional(vars::STORAGE_CLASS, args.storage_class.as_deref(), |raw| {
+        let ok = !raw.is_empty() && raw.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+        ok.then(|| raw.to_string())
+            .ok_or_else(|| format!("{raw:?} is not an S3 storage class (e.g. STANDARD_IA)"))
+    })?;
     Ok(Backend::S3 {
         bucket,
         endpoint,
         region,
         credentials_file,
         ca_bundle,
+        storage_class,
+        encryption: s3_encryption(args)?,
     })
 }
 
+/// SSE-KMS or SSE-C (not both); the SSE-C key file holds 32 bytes, raw or
+/// base64, and its contents are never echoed.
+fn s3_encryption(args: &StorageArgs) -> Result<S3Encryption, ConfigError> {
+    let kms = args.storage_sse_kms_key_id.as_deref().map(str::trim);
+    let customer = optional(
+        vars::STORAGE_SSE_C_KEY_FILE,
+        args.storage_sse_c_key_file.as_deref(),
+        sse_c_key,
+    )?;
+    match (kms, customer) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            vars::STORAGE_SSE_C_KEY_FILE,
+            format!(
+                "cannot be combined with {}; choose one",
+                vars::STORAGE_SSE_KMS_KEY_ID
+            ),
+        )),
+        (Some(""), None) => Err(ConfigError::new(vars::STORAGE_SSE_KMS_KEY_ID, "is empty")),
+        (Some(key_id), None) => Ok(S3Encryption::Kms {
+            key_id: key_id.to_string(),
+        }),
+        (None, Some(key)) => Ok(S3Encryption::CustomerKey { key }),
+        (None, None) => Ok(S3Encryption::BucketDefault),
+    }
+}
+
+fn sse_c_key(raw: &str) -> Result<[u8; 32], String> {
+    use base64::Engine;
+    let path = parse::readable_file(raw)?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
+        return Ok(key);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|decoded| <[u8; 32]>::try_from(decoded.as_slice()).ok())
+        .ok_or_else(|| {
+            format!(
+                "{} does not hold a 256-bit key (32 bytes, raw or base64)",
+                path.display()
+            )
+        })
+}
+
 fn gcs_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
+    let why = "with gcs (S3 only)";
+    unused(vars::STORAGE_CLASS, args.storage_class.as_deref(), why)?;
+    unused(
+        vars::STORAGE_SSE_KMS_KEY_ID,
+        args.storage_sse_kms_key_id.as_deref(),
+        why,
+    )?;
+    unused(
+        vars::STORAGE_SSE_C_KEY_FILE,
+        args.storage_sse_c_key_file.as_deref(),
+        why,
+    )?;
     unused(
         vars::STORAGE_PATH,
         args.storage_path.as_deref(),
@@ -181,24 +271,22 @@ fn gcs_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
 }
 
 fn local_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
-    let why = "with local storage";
-    unused(vars::STORAGE_BUCKET, args.storage_bucket.as_deref(), why)?;
-    unused(
-        vars::STORAGE_ENDPOINT,
-        args.storage_endpoint.as_deref(),
-        why,
-    )?;
-    unused(vars::STORAGE_REGION, args.storage_region.as_deref(), why)?;
-    unused(
-        vars::STORAGE_CREDENTIALS_FILE,
-        args.storage_credentials_file.as_deref(),
-        why,
-    )?;
-    unused(
-        vars::STORAGE_CA_BUNDLE,
-        args.storage_ca_bundle.as_deref(),
-        why,
-    )?;
+    let object_store_only = [
+        (vars::STORAGE_BUCKET, &args.storage_bucket),
+        (vars::STORAGE_ENDPOINT, &args.storage_endpoint),
+        (vars::STORAGE_REGION, &args.storage_region),
+        (
+            vars::STORAGE_CREDENTIALS_FILE,
+            &args.storage_credentials_file,
+        ),
+        (vars::STORAGE_CA_BUNDLE, &args.storage_ca_bundle),
+        (vars::STORAGE_CLASS, &args.storage_class),
+        (vars::STORAGE_SSE_KMS_KEY_ID, &args.storage_sse_kms_key_id),
+        (vars::STORAGE_SSE_C_KEY_FILE, &args.storage_sse_c_key_file),
+    ];
+    for (var, value) in object_store_only {
+        unused(var, value.as_deref(), "with local storage")?;
+    }
     let root = required(
         vars::STORAGE_PATH,
         args.storage_path.as_deref(),
@@ -393,6 +481,38 @@ mod tests {
         assert_eq!(key_prefix("").unwrap(), "");
         assert!(key_prefix("a/../b").is_err());
         assert!(key_prefix("a//b").is_err());
+    }
+
+    #[test]
+    fn sse_c_key_files_hold_32_bytes_and_are_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, [7u8; 32]).unwrap();
+        let mut args = s3_args();
+        args.storage_sse_c_key_file = Some(raw.to_string_lossy().into_owned());
+        let config = StorageConfig::from_args(&args).unwrap();
+        let Backend::S3 { encryption, .. } = &config.backend else {
+            panic!()
+        };
+        assert_eq!(*encryption, S3Encryption::CustomerKey { key: [7u8; 32] });
+        assert!(
+            !format!("{config:?}").contains("7, 7"),
+            "key in debug output"
+        );
+
+        let short = dir.path().join("short");
+        std::fs::write(&short, "c2VjcmV0LWtleS10b28tc2hvcnQ=").unwrap();
+        args.storage_sse_c_key_file = Some(short.to_string_lossy().into_owned());
+        let err = StorageConfig::from_args(&args).unwrap_err();
+        assert_eq!(err.var, vars::STORAGE_SSE_C_KEY_FILE);
+        assert!(!err.problem.contains("c2VjcmV0"), "{err}");
+
+        args.storage_sse_kms_key_id = Some("alias/backups".into());
+        args.storage_sse_c_key_file = Some(raw.to_string_lossy().into_owned());
+        assert_eq!(
+            StorageConfig::from_args(&args).unwrap_err().var,
+            vars::STORAGE_SSE_C_KEY_FILE
+        );
     }
 
     #[test]

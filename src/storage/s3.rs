@@ -27,6 +27,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+    ServerSideEncryption, StorageClass,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -40,7 +41,7 @@ use super::limits::Limits;
 use super::retry::RetryPolicy;
 use super::transfer::{PartReader, part_size_for, write_verified};
 use super::{ObjectMeta, PutMode, Store};
-use crate::config::{Backend, StorageConfig};
+use crate::config::{Backend, S3Encryption, StorageConfig};
 
 /// Keys per DeleteObjects request (the S3 maximum).
 const DELETE_BATCH: usize = 1000;
@@ -52,6 +53,94 @@ pub struct S3Store {
     root: String,
     limits: Limits,
     retry: RetryPolicy,
+    storage_class: Option<StorageClass>,
+    encryption: Encryption,
+}
+
+/// Encryption headers, ready to send.
+#[derive(Clone)]
+enum Encryption {
+    BucketDefault,
+    Kms {
+        key_id: String,
+    },
+    /// SSE-C: the key and its MD5, both base64, sent with every request
+    /// that writes or reads object data.
+    CustomerKey {
+        key: String,
+        key_md5: String,
+    },
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BucketDefault => f.write_str("BucketDefault"),
+            Self::Kms { key_id } => write!(f, "Kms({key_id})"),
+            Self::CustomerKey { .. } => f.write_str("CustomerKey(<redacted>)"),
+        }
+    }
+}
+
+impl Encryption {
+    fn from_config(config: &S3Encryption) -> Self {
+        use base64::Engine;
+        use md5::Digest as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match config {
+            S3Encryption::BucketDefault => Self::BucketDefault,
+            S3Encryption::Kms { key_id } => Self::Kms {
+                key_id: key_id.clone(),
+            },
+            S3Encryption::CustomerKey { key } => Self::CustomerKey {
+                key: b64.encode(key),
+                key_md5: b64.encode(md5::Md5::digest(key)),
+            },
+        }
+    }
+
+    /// The SSE-C triple (algorithm, key, key MD5), when SSE-C is on.
+    fn customer(&self) -> (Option<String>, Option<String>, Option<String>) {
+        match self {
+            Self::CustomerKey { key, key_md5 } => (
+                Some("AES256".into()),
+                Some(key.clone()),
+                Some(key_md5.clone()),
+            ),
+            _ => (None, None, None),
+        }
+    }
+
+    /// The SSE-KMS pair (algorithm, key id), when SSE-KMS is on.
+    fn kms(&self) -> (Option<ServerSideEncryption>, Option<String>) {
+        match self {
+            Self::Kms { key_id } => (Some(ServerSideEncryption::AwsKms), Some(key_id.clone())),
+            _ => (None, None),
+        }
+    }
+}
+
+/// Adds the SSE-C headers (if any) to any request builder that takes them.
+macro_rules! with_customer_key {
+    ($request:expr, $encryption:expr) => {{
+        let (algorithm, key, key_md5) = $encryption.customer();
+        $request
+            .set_sse_customer_algorithm(algorithm)
+            .set_sse_customer_key(key)
+            .set_sse_customer_key_md5(key_md5)
+    }};
+}
+
+/// Adds everything a request creating an object carries: SSE-KMS or SSE-C,
+/// and the storage class.
+macro_rules! with_object_settings {
+    ($request:expr, $store:expr) => {{
+        let (sse, kms_key) = $store.encryption.kms();
+        with_customer_key!($request, $store.encryption)
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key)
+            .set_storage_class($store.storage_class.clone())
+    }};
 }
 
 impl S3Store {
@@ -63,6 +152,8 @@ impl S3Store {
             region,
             credentials_file,
             ca_bundle,
+            storage_class,
+            encryption,
         } = &config.backend
         else {
             return Err(setup_error("not an S3 configuration"));
@@ -111,6 +202,8 @@ impl S3Store {
             root: config.prefix.clone(),
             limits,
             retry: RetryPolicy::default(),
+            storage_class: storage_class.as_deref().map(StorageClass::from),
+            encryption: Encryption::from_config(encryption),
         })
     }
 
@@ -193,7 +286,7 @@ impl S3Store {
             .run("put", || async {
                 let _slot = self.limits.slot().await;
                 self.limits.bandwidth(len).await;
-                let mut request = self
+                let request = self
                     .client
                     .put_object()
                     .bucket(&self.bucket)
@@ -201,6 +294,7 @@ impl S3Store {
                     .content_length(len as i64)
                     .checksum_crc32_c(digest.crc32c_base64())
                     .body(ByteStream::from(data.clone()));
+                let mut request = with_object_settings!(request, self);
                 if mode == PutMode::Create {
                     request = request.if_none_match("*");
                 }
@@ -218,11 +312,13 @@ impl S3Store {
         let created = self
             .retry
             .run("create multipart upload", || async {
-                self.client
+                let request = self
+                    .client
                     .create_multipart_upload()
                     .bucket(&self.bucket)
                     .key(name)
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32C);
+                with_object_settings!(request, self)
                     .send()
                     .await
                     .map_err(|e| classify("create multipart upload", name, e))
@@ -302,7 +398,8 @@ impl S3Store {
             .run("upload part", || async {
                 let _slot = self.limits.slot().await;
                 self.limits.bandwidth(len).await;
-                self.client
+                let request = self
+                    .client
                     .upload_part()
                     .bucket(&self.bucket)
                     .key(name)
@@ -310,7 +407,8 @@ impl S3Store {
                     .part_number(number)
                     .content_length(len as i64)
                     .checksum_crc32_c(&crc)
-                    .body(ByteStream::from(data.clone()))
+                    .body(ByteStream::from(data.clone()));
+                with_customer_key!(request, self.encryption)
                     .send()
                     .await
                     .map_err(|e| classify("upload part", name, e))
@@ -329,12 +427,15 @@ impl S3Store {
             .build();
         self.retry
             .run("complete multipart upload", || async {
-                self.client
+                let request = self
+                    .client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
                     .key(name)
                     .upload_id(upload_id)
-                    .multipart_upload(upload.clone())
+                    .multipart_upload(upload.clone());
+                // S3 wants the SSE-C key again when parts carried checksums.
+                with_customer_key!(request, self.encryption)
                     .send()
                     .await
                     .map_err(|e| classify("complete multipart upload", name, e))
@@ -405,11 +506,8 @@ impl Store for S3Store {
         self.retry
             .run("get", || async move {
                 let _slot = self.limits.slot().await;
-                let object = self
-                    .client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(name)
+                let request = self.client.get_object().bucket(&self.bucket).key(name);
+                let object = with_customer_key!(request, self.encryption)
                     .send()
                     .await
                     .map_err(|e| classify("get", key.as_str(), e))?;
@@ -433,11 +531,8 @@ impl Store for S3Store {
         self.retry
             .run("get", || async {
                 let _slot = self.limits.slot().await;
-                let object = self
-                    .client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(&name)
+                let request = self.client.get_object().bucket(&self.bucket).key(&name);
+                let object = with_customer_key!(request, self.encryption)
                     .send()
                     .await
                     .map_err(|e| classify("get", key.as_str(), e))?;
@@ -456,10 +551,8 @@ impl Store for S3Store {
         let result = self
             .retry
             .run("head", || async {
-                self.client
-                    .head_object()
-                    .bucket(&self.bucket)
-                    .key(&name)
+                let request = self.client.head_object().bucket(&self.bucket).key(&name);
+                with_customer_key!(request, self.encryption)
                     .send()
                     .await
                     .map_err(|e| classify("head", key.as_str(), e))
