@@ -3,26 +3,16 @@
 
 mod common;
 
-use common::{setting, unique};
-use gcloud_storage::client::{Client, ClientConfig};
+use common::unique;
 use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
 
-fn client() -> Client {
-    let config = ClientConfig {
-        storage_endpoint: setting("KASSETTE_TEST_GCS_ENDPOINT"),
-        ..ClientConfig::default()
-    }
-    .anonymous();
-    Client::new(config)
-}
-
 #[tokio::test]
 async fn write_read_list_round_trip() {
-    let client = client();
+    let client = common::gcs_client();
     let bucket = unique("smoke-gcs-");
     client
         .insert_bucket(&InsertBucketRequest {

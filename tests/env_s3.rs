@@ -4,28 +4,12 @@
 mod common;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{setting, unique};
 
 fn client() -> Client {
-    let credentials = Credentials::new(
-        setting("KASSETTE_TEST_S3_ACCESS_KEY"),
-        setting("KASSETTE_TEST_S3_SECRET_KEY"),
-        None,
-        None,
-        "kassette-test",
-    );
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(setting("KASSETTE_TEST_S3_ENDPOINT"))
-        .region(Region::new(setting("KASSETTE_TEST_S3_REGION")))
-        .credentials_provider(credentials)
-        .force_path_style(true)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .build();
-    Client::from_conf(config)
+    common::s3_client(&setting("KASSETTE_TEST_S3_ENDPOINT"), None)
 }
 
 async fn new_bucket(client: &Client) -> String {

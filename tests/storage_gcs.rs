@@ -7,7 +7,6 @@ mod conformance;
 use std::sync::Arc;
 
 use common::{setting, unique};
-use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
@@ -16,19 +15,9 @@ use kassette::config::{Backend, StorageConfig, TransferLimits};
 use kassette::storage::{self, Store};
 use url::Url;
 
-fn raw_client() -> Client {
-    Client::new(
-        ClientConfig {
-            storage_endpoint: setting("KASSETTE_TEST_GCS_ENDPOINT"),
-            ..ClientConfig::default()
-        }
-        .anonymous(),
-    )
-}
-
 async fn new_bucket() -> String {
     let bucket = unique("kassette-gcs-");
-    raw_client()
+    common::gcs_client()
         .insert_bucket(&InsertBucketRequest {
             name: bucket.clone(),
             param: InsertBucketParam {
@@ -69,7 +58,7 @@ async fn detects_altered_objects() {
     let bucket = new_bucket().await;
     let store = open_bucket(&bucket).await;
     conformance::detects_altered_objects(store, |key| async move {
-        let raw = raw_client();
+        let raw = common::gcs_client();
         let name = format!("team/prod/{key}");
         let data = raw
             .download_object(

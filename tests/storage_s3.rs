@@ -8,7 +8,6 @@ mod conformance;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::primitives::ByteStream;
 use common::{setting, unique};
 use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
@@ -17,23 +16,7 @@ use url::Url;
 
 /// A raw SDK client, to act on the store behind kassette's back.
 fn raw_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let credentials = Credentials::new(
-        setting("KASSETTE_TEST_S3_ACCESS_KEY"),
-        setting("KASSETTE_TEST_S3_SECRET_KEY"),
-        None,
-        None,
-        "test",
-    );
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new(setting("KASSETTE_TEST_S3_REGION")))
-            .credentials_provider(credentials)
-            .force_path_style(true)
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .build(),
-    )
+    common::s3_client(endpoint, None)
 }
 
 async fn new_bucket(endpoint: &str) -> String {
@@ -542,22 +525,6 @@ async fn create_bucket_over_tls(endpoint: &str, minio: &OwnMinio) {
                 .unwrap(),
         )
         .build_https();
-    let credentials = Credentials::new(
-        setting("KASSETTE_TEST_S3_ACCESS_KEY"),
-        setting("KASSETTE_TEST_S3_SECRET_KEY"),
-        None,
-        None,
-        "test",
-    );
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new(setting("KASSETTE_TEST_S3_REGION")))
-            .credentials_provider(credentials)
-            .force_path_style(true)
-            .http_client(http)
-            .build(),
-    );
+    let client = common::s3_client(endpoint, Some(http));
     create_bucket_when_ready(&client, "sse-c").await;
 }

@@ -18,7 +18,6 @@
 //! retried from the start of the file: resuming mid-upload needs a status
 //! query that the emulator answers wrongly, and correctness comes first.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -37,11 +36,11 @@ use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::resumable_upload_client::ChunkSize;
 
 use super::digest::{Digest, crc32c_from_base64};
-use super::error::{Error, Result};
+use super::error::{Error, Result, error_chain};
 use super::key::{ObjectKey, full_name, relative_key};
 use super::limits::Limits;
 use super::retry::RetryPolicy;
-use super::transfer::{PartReader, part_size_for, write_verified};
+use super::transfer::{PartReader, paginate, part_size_for, write_verified};
 use super::{ObjectMeta, PutMode, Store};
 use crate::config::{Backend, StorageConfig};
 
@@ -351,23 +350,7 @@ impl Store for GcsStore {
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
-        let start: (VecDeque<ObjectMeta>, Option<Option<String>>) = (VecDeque::new(), Some(None));
-        futures::stream::unfold(start, move |(mut items, mut next)| async move {
-            loop {
-                if let Some(item) = items.pop_front() {
-                    return Some((Ok(item), (items, next)));
-                }
-                let token = next.take()?;
-                match self.list_page(prefix, token).await {
-                    Ok((page, following)) => {
-                        items.extend(page);
-                        next = following.map(Some);
-                    }
-                    Err(err) => return Some((Err(err), (items, None))),
-                }
-            }
-        })
-        .boxed()
+        paginate(move |token| self.list_page(prefix, token))
     }
 
     async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
@@ -411,17 +394,6 @@ fn classify(operation: &'static str, key: &str, err: GcsError) -> Error {
             transient: false,
         },
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn setup_error(message: &str) -> Error {

@@ -13,7 +13,6 @@
 //! default checksums break several S3-compatible stores; the CRC32C header
 //! kassette sets itself is understood by S3, MinIO and Ceph.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -35,11 +34,11 @@ use futures::stream::BoxStream;
 use tokio::task::JoinSet;
 
 use super::digest::{Digest, crc32c_base64};
-use super::error::{Error, Result};
+use super::error::{Error, Result, error_chain};
 use super::key::{ObjectKey, full_name, relative_key};
 use super::limits::Limits;
 use super::retry::RetryPolicy;
-use super::transfer::{PartReader, part_size_for, write_verified};
+use super::transfer::{PartReader, paginate, part_size_for, write_verified};
 use super::{ObjectMeta, PutMode, Store};
 use crate::config::{Backend, S3Encryption, StorageConfig};
 
@@ -572,25 +571,7 @@ impl Store for S3Store {
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
-        // State: items of the current page, and the token of the next one
-        // (`None` once the last page has been fetched).
-        let start: (VecDeque<ObjectMeta>, Option<Option<String>>) = (VecDeque::new(), Some(None));
-        futures::stream::unfold(start, move |(mut items, mut next)| async move {
-            loop {
-                if let Some(item) = items.pop_front() {
-                    return Some((Ok(item), (items, next)));
-                }
-                let token = next.take()?;
-                match self.list_page(prefix, token).await {
-                    Ok((page, following)) => {
-                        items.extend(page);
-                        next = following.map(Some);
-                    }
-                    Err(err) => return Some((Err(err), (items, None))),
-                }
-            }
-        })
-        .boxed()
+        paginate(move |token| self.list_page(prefix, token))
     }
 
     async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
@@ -702,17 +683,6 @@ where
         };
     }
     classify("put", name, err)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn transient(operation: &'static str, key: &str, err: impl std::error::Error) -> Error {

@@ -4,10 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::VecDeque;
+use std::future::Future;
+
 use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::ObjectMeta;
 use super::digest::{Digest, Hasher};
 use super::error::{Error, Result};
 use super::limits::Limits;
@@ -165,6 +170,38 @@ where
 
 /// Bytes buffered before each write of a download.
 const WRITE_BUFFER: usize = 1 << 20;
+
+/// Turns a page fetcher into a stream of objects, fetching the next page only
+/// when the previous one has been consumed: one page in memory at a time.
+/// `fetch(token)` returns a page and the token of the next one, if any.
+pub fn paginate<'a, F, Fut>(fetch: F) -> BoxStream<'a, Result<ObjectMeta>>
+where
+    F: Fn(Option<String>) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<(Vec<ObjectMeta>, Option<String>)>> + Send + 'a,
+{
+    // State: the current page's items, and the next page's token — `None`
+    // once the last page has been fetched.
+    let start: (VecDeque<ObjectMeta>, Option<Option<String>>) = (VecDeque::new(), Some(None));
+    futures::stream::unfold(
+        (start, fetch),
+        |((mut items, mut next), fetch)| async move {
+            loop {
+                if let Some(item) = items.pop_front() {
+                    return Some((Ok(item), ((items, next), fetch)));
+                }
+                let token = next.take()?;
+                match fetch(token).await {
+                    Ok((page, following)) => {
+                        items.extend(page);
+                        next = following.map(Some);
+                    }
+                    Err(err) => return Some((Err(err), ((items, None), fetch))),
+                }
+            }
+        },
+    )
+    .boxed()
+}
 
 /// Compares a computed digest with the expected one.
 pub fn check_digest(key: &str, expected: &Digest, actual: &Digest) -> Result<()> {

@@ -84,3 +84,42 @@ pub fn run(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A plain `aws-sdk-s3` client for the test S3 server at `endpoint`, to act
+/// on the store directly (behind kassette's back). `http` replaces the HTTP
+/// client, e.g. to trust a test CA.
+pub fn s3_client(
+    endpoint: &str,
+    http: Option<aws_sdk_s3::config::SharedHttpClient>,
+) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+    let credentials = Credentials::new(
+        setting("KASSETTE_TEST_S3_ACCESS_KEY"),
+        setting("KASSETTE_TEST_S3_SECRET_KEY"),
+        None,
+        None,
+        "kassette-test",
+    );
+    let mut config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(setting("KASSETTE_TEST_S3_REGION")))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+    if let Some(http) = http {
+        config = config.http_client(http);
+    }
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
+/// A plain client for the GCS emulator (anonymous).
+pub fn gcs_client() -> gcloud_storage::client::Client {
+    use gcloud_storage::client::{Client, ClientConfig};
+    let config = ClientConfig {
+        storage_endpoint: setting("KASSETTE_TEST_GCS_ENDPOINT"),
+        ..ClientConfig::default()
+    }
+    .anonymous();
+    Client::new(config)
+}
