@@ -4,6 +4,7 @@
 //!     storage_bench kassette download DIR PREFIX DIGESTS.json
 //!     storage_bench raw      upload   DIR PREFIX
 //!     storage_bench raw      download DIR PREFIX
+//!     storage_bench kassette delete   -    PREFIX
 //!
 //! `kassette` moves the files through kassette's storage layer (checksums,
 //! limits, retries, verified downloads), configured by the usual
@@ -54,6 +55,7 @@ async fn main() -> Result<()> {
         ("kassette", "download") => kassette_download(&config, &args, concurrency).await?,
         ("raw", "upload") => raw_upload(&args, concurrency).await?,
         ("raw", "download") => raw_download(&args, concurrency).await?,
+        ("kassette", "delete") => kassette_delete(&config, &args).await?,
         other => bail!("unknown engine/operation {other:?}"),
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -126,6 +128,19 @@ async fn kassette_download(
         .try_collect::<Vec<()>>()
         .await?;
     Ok((count, bytes))
+}
+
+/// Deletes everything under the prefix, so runs do not pile up in the store.
+async fn kassette_delete(config: &StorageConfig, args: &Args) -> Result<(usize, u64)> {
+    let store = storage::open(config).await?;
+    let objects: Vec<_> = store
+        .list(&format!("{}/", args.prefix))
+        .try_collect()
+        .await?;
+    let bytes = objects.iter().map(|o| o.size).sum();
+    let keys: Vec<ObjectKey> = objects.into_iter().map(|o| o.key).collect();
+    store.delete_many(&keys).await?;
+    Ok((keys.len(), bytes))
 }
 
 /// The baseline client: the test server, path style, no extra checksums.

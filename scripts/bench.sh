@@ -10,11 +10,11 @@
 #   - a raw baseline: plain aws-sdk-s3 PutObject / multipart upload and
 #     GetObject to file, same part size (8 MiB) and concurrency, no checks.
 # Reported per run: throughput, peak RSS (GNU time), and storage requests
-# (MinIO's own request counter). Each pair runs ROUNDS times, alternating.
+# (MinIO's own request counter). Each pair runs ROUNDS (5) times, alternating; the table shows medians.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KASSETTE_REPO"
 
-ROUNDS="${KASSETTE_BENCH_ROUNDS:-2}"
+ROUNDS="${KASSETTE_BENCH_ROUNDS:-5}"
 CONCURRENCY="${KASSETTE_CONCURRENCY:-8}"
 out_dir="$KASSETTE_RUN/bench"
 data="$out_dir/data"
@@ -80,7 +80,10 @@ import json, sys
 engine, op, run, rss_kib, requests = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 print("\t".join(map(str, [engine, op, run["files"], run["bytes"], run["seconds"], rss_kib, requests])))
 PY
-  [ "$op" = download ] && rm -rf "$dir"
+  if [ "$op" = download ]; then
+    rm -rf "$dir"
+    "$bin" kassette delete - "$prefix" >/dev/null # keep the store from filling up
+  fi
   log "$engine $op round $round: $(cut -f5 <<<"$(tail -n 1 "$results")")s"
 }
 
@@ -98,7 +101,7 @@ agg = {}
 for engine, op, files, nbytes, secs, rss, reqs in rows:
     a = agg.setdefault((engine, op), {"files": int(files), "bytes": int(nbytes), "secs": [], "rss": [], "reqs": []})
     a["secs"].append(float(secs)); a["rss"].append(int(rss)); a["reqs"].append(int(reqs))
-print(f"### storage (MinIO on loopback, concurrency {concurrency}, mean of {rounds} rounds)\n")
+print(f"### storage (MinIO on loopback, concurrency {concurrency}, median of {rounds} rounds)\n")
 print("| engine | operation | files | GiB | seconds | MiB/s | peak RSS (MiB) | storage requests | kassette / raw |")
 print("|---|---|---|---|---|---|---|---|---|")
 for op in ("upload", "download"):
@@ -106,10 +109,11 @@ for op in ("upload", "download"):
     for engine in ("raw", "kassette"):
         a = agg.get((engine, op))
         if not a: continue
-        secs = statistics.mean(a["secs"]); rate = a["bytes"] / secs / 2**20
+        secs = statistics.median(a["secs"]); rate = a["bytes"] / secs / 2**20
         ratio = ""
         if engine == "kassette" and raw:
-            ratio = f"{rate / (raw['bytes'] / statistics.mean(raw['secs']) / 2**20):.2f}"
+            raw_rate = raw["bytes"] / statistics.median(raw["secs"]) / 2**20
+            ratio = f"{rate / raw_rate:.2f}"
         print(f"| {engine} | {op} | {a['files']} | {a['bytes']/2**30:.2f} | {secs:.1f} | {rate:.0f} | "
               f"{max(a['rss'])/1024:.0f} | {round(statistics.mean(a['reqs']))} | {ratio} |")
 PY

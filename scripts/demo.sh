@@ -3,8 +3,9 @@
 #
 # Today it starts a local 3-node Cassandra cluster and the S3-compatible
 # storage, and shows kassette validating its configuration. The backup and
-# restore passes are not built yet (issues #3 and #4); when they land, this
-# script loads rows, backs up, wipes, restores and checks the rows.
+# restore passes are not built yet (issue #4 and the restore issue); when
+# they land, this script loads rows, backs up, wipes, restores and checks
+# the rows.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KASSETTE_REPO"
 
@@ -40,8 +41,8 @@ code=$?
 set -e
 cat <<MSG
 
-kassette backup exited with $code. The configuration above is valid; the
-backup and restore passes themselves are not built yet (issues #3, #4), so
-this demo stops here. The cluster and MinIO keep running: 'make env-down'
+kassette backup exited with $code. The configuration above is valid and the
+storage layer is built, but the backup and restore passes themselves are
+not yet (issue #4 and the restore issue), so this demo stops here. The cluster and MinIO keep running: 'make env-down'
 stops them.
 MSG

@@ -47,8 +47,11 @@ async fn open_bucket(bucket: &str) -> Arc<dyn Store> {
     storage::open(&config).await.expect("open gcs store")
 }
 
-async fn open() -> Arc<dyn Store> {
-    open_bucket(&new_bucket().await).await
+async fn open() -> conformance::Fixture {
+    conformance::Fixture {
+        store: open_bucket(&new_bucket().await).await,
+        _guard: None,
+    }
 }
 
 conformance_tests!(open);

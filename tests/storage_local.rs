@@ -8,11 +8,13 @@ use std::sync::Arc;
 use kassette::config::{Backend, StorageConfig, TransferLimits};
 use kassette::storage::{self, Store};
 
-/// A store in a fresh directory; the directory lives as long as the test
-/// process (tests never share one).
-async fn open() -> Arc<dyn Store> {
-    let dir = tempfile::tempdir().unwrap().keep();
-    open_at(&dir, "team/prod").await
+/// A store in a fresh directory, deleted with the fixture.
+async fn open() -> conformance::Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::Fixture {
+        store: open_at(dir.path(), "team/prod").await,
+        _guard: Some(dir),
+    }
 }
 
 async fn open_at(dir: &std::path::Path, prefix: &str) -> Arc<dyn Store> {
@@ -33,7 +35,8 @@ conformance_tests!(open);
 
 #[tokio::test]
 async fn a_multi_gib_file_round_trips() {
-    conformance::round_trip(&open().await, (2 << 30) + 1).await;
+    let fixture = open().await;
+    conformance::round_trip(&fixture.store, (2 << 30) + 1).await;
 }
 
 #[tokio::test]

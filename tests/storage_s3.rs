@@ -5,13 +5,12 @@
 mod common;
 mod conformance;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::{setting, unique};
 use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
-use kassette::storage::{self, Error, Store};
+use kassette::storage::{self, Error};
 use url::Url;
 
 /// A raw SDK client, to act on the store behind kassette's back.
@@ -49,7 +48,7 @@ fn config(endpoint: &str, bucket: &str, credentials: &str) -> StorageConfig {
     }
 }
 
-async fn open() -> Arc<dyn Store> {
+async fn open() -> conformance::Fixture {
     let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
     let bucket = new_bucket(&endpoint).await;
     let config = config(
@@ -57,14 +56,17 @@ async fn open() -> Arc<dyn Store> {
         &bucket,
         &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
     );
-    storage::open(&config).await.expect("open s3 store")
+    conformance::Fixture {
+        store: storage::open(&config).await.expect("open s3 store"),
+        _guard: None,
+    }
 }
 
 conformance_tests!(open);
 
 #[tokio::test]
 async fn a_multi_gib_file_round_trips() {
-    conformance::round_trip(&open().await, (2 << 30) + 1).await;
+    conformance::round_trip(&open().await.store, (2 << 30) + 1).await;
 }
 
 #[tokio::test]

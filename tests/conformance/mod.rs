@@ -11,6 +11,13 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use kassette::storage::{Digest, Error, MIN_PART_SIZE, ObjectKey, PutMode, Store, digest_of};
 
+/// A fresh store for one test, with whatever must live as long as it (a
+/// temporary directory is deleted when the fixture drops).
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    pub _guard: Option<tempfile::TempDir>,
+}
+
 pub fn key(text: &str) -> ObjectKey {
     ObjectKey::new(text).expect("valid key")
 }
@@ -260,25 +267,29 @@ pub fn flip_middle_byte(mut data: Vec<u8>) -> Vec<u8> {
 }
 
 /// Generates one `#[tokio::test]` per conformance case for a backend whose
-/// fresh store comes from `$open` (an async fn returning `Arc<dyn Store>`).
+/// fresh store comes from `$open` (an async fn returning a [`Fixture`]).
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
         #[tokio::test]
         async fn round_trips_at_part_boundaries() {
-            conformance::round_trips_at_part_boundaries($open().await).await;
+            let fixture = $open().await;
+            conformance::round_trips_at_part_boundaries(fixture.store.clone()).await;
         }
         #[tokio::test]
         async fn lists_more_than_one_page() {
-            conformance::lists_more_than_one_page($open().await).await;
+            let fixture = $open().await;
+            conformance::lists_more_than_one_page(fixture.store.clone()).await;
         }
         #[tokio::test]
         async fn create_if_absent_has_one_winner() {
-            conformance::create_if_absent_has_one_winner($open().await).await;
+            let fixture = $open().await;
+            conformance::create_if_absent_has_one_winner(fixture.store.clone()).await;
         }
         #[tokio::test]
         async fn missing_objects() {
-            conformance::missing_objects($open().await).await;
+            let fixture = $open().await;
+            conformance::missing_objects(fixture.store.clone()).await;
         }
     };
 }
