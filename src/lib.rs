@@ -12,10 +12,14 @@
 //!   every error names its variable and maps to exit code 2.
 //! - [`error`] — the crate error and its exit codes.
 //! - [`telemetry`] — `tracing` setup (text or JSON).
+//! - [`storage`] — the `Store` interface and its S3, GCS and local backends;
+//!   checksums, retries, transfer limits.
+//! - [`catalog`] — the storage format: key layout, manifests, index, lock.
 //!
-//! Storage backends, Cassandra control, the agent, the coordinator passes and
-//! the catalog format arrive with their issues, each as a module of its own.
+//! Cassandra control, the agent and the coordinator passes arrive with
+//! their issues, each as a module of its own.
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -491,6 +491,25 @@ async fn sse_c_over_tls_with_a_private_ca() {
     // The bucket, created through a plain S3 client that trusts the CA.
     create_bucket_over_tls(&endpoint, &minio).await;
 
+    // Without the CA bundle the server's certificate is refused at once,
+    // not retried for minutes.
+    let mut untrusting = configure(None);
+    let Backend::S3 { ca_bundle, .. } = &mut untrusting.backend else {
+        unreachable!()
+    };
+    *ca_bundle = None;
+    let err = storage::open(&untrusting)
+        .await
+        .unwrap()
+        .head(&conformance::key("x"))
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("KASSETTE_STORAGE_CA_BUNDLE"),
+        "{err}"
+    );
+
     for size in [1_000, conformance_part_plus_one()] {
         conformance::round_trip(&store, size).await;
         // Without the customer key, or with another one, the data cannot be read.

@@ -653,6 +653,17 @@ where
             }
         }
         SdkError::ConstructionFailure(_) => store_error(operation, key, &error_chain(&err)),
+        // A certificate the client does not trust will not become trusted by
+        // trying again: fail at once, saying what to configure.
+        _ if is_certificate_failure(&error_chain(&err)) => Error::Store {
+            operation,
+            key: key.to_string(),
+            message: format!(
+                "TLS certificate not trusted ({}); set KASSETTE_STORAGE_CA_BUNDLE to the CA that issued it",
+                error_chain(&err)
+            ),
+            transient: false,
+        },
         // Dispatch failures, timeouts and broken responses: the request may
         // succeed when tried again.
         _ => Error::Store {
@@ -662,6 +673,18 @@ where
             transient: true,
         },
     }
+}
+
+/// Whether a connection failed because the server's certificate was refused
+/// (rustls: "invalid peer certificate: UnknownIssuer" and the like).
+fn is_certificate_failure(chain: &str) -> bool {
+    [
+        "invalid peer certificate",
+        "InvalidCertificate",
+        "certificate verify failed",
+    ]
+    .iter()
+    .any(|marker| chain.contains(marker))
 }
 
 /// As [`classify`], but a 412 on a create-if-absent means another writer
