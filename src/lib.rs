@@ -15,10 +15,13 @@
 //! - [`storage`] — the `Store` interface and its S3, GCS and local backends;
 //!   checksums, retries, transfer limits.
 //! - [`catalog`] — the storage format: key layout, manifests, index, lock.
+//! - [`cassandra`] — node-local knowledge: snapshot inventory across data
+//!   directories, nodetool control, the digest cache.
 //!
-//! Cassandra control, the agent and the coordinator passes arrive with
-//! their issues, each as a module of its own.
+//! The agent and the coordinator passes arrive with their issues, each as a
+//! module of its own.
 
+pub mod cassandra;
 pub mod catalog;
 pub mod cli;
 pub mod config;

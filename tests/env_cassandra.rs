@@ -32,14 +32,8 @@ async fn session_on(node: &str) -> Session {
         .unwrap_or_else(|e| panic!("CQL connect to {node}: {e}"))
 }
 
-/// A session over the whole cluster: DDL goes through it, so that schema
-/// agreement is awaited across every node, not only one.
 async fn cluster_session() -> Session {
-    let mut builder = SessionBuilder::new();
-    for node in nodes() {
-        builder = builder.known_node(format!("{node}:9042"));
-    }
-    builder.build().await.expect("CQL connect to the cluster")
+    common::cql_cluster().await
 }
 
 fn nodetool(node: usize, args: &[&str]) -> String {

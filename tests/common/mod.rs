@@ -123,3 +123,13 @@ pub fn gcs_client() -> gcloud_storage::client::Client {
     .anonymous();
     Client::new(config)
 }
+
+/// A CQL session over the whole test cluster (DDL goes through it, so
+/// schema agreement is awaited across every node).
+pub async fn cql_cluster() -> scylla::client::session::Session {
+    let mut builder = scylla::client::session_builder::SessionBuilder::new();
+    for node in setting("KASSETTE_TEST_CASSANDRA_NODES").split(',') {
+        builder = builder.known_node(format!("{node}:9042"));
+    }
+    builder.build().await.expect("CQL connect to the cluster")
+}

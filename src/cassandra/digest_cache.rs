@@ -1,0 +1,128 @@
+//! Digests of immutable files, remembered by file identity.
+//!
+//! SSTable components never change once written, so a file with the same
+//! (device, inode, size, mtime) as last time has the same content. Hashing
+//! goes through this cache: a differential backup of an unchanged node
+//! reads zero data bytes. The cache is a JSON file on the node's volume,
+//! written atomically; a lost or damaged cache only costs a re-read.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::snapshot::FileIdentity;
+use crate::storage::{Digest, Hasher};
+
+/// Read size when hashing.
+const READ_CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Default)]
+pub struct DigestCache {
+    path: Option<PathBuf>,
+    entries: HashMap<FileIdentity, Digest>,
+    /// Data bytes read to compute digests since this cache was opened.
+    pub bytes_read: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    entries: Vec<(FileIdentity, Digest)>,
+}
+
+impl DigestCache {
+    /// Opens the cache persisted at `path`; a missing or unreadable file
+    /// gives an empty cache.
+    pub fn open(path: &Path) -> Self {
+        let entries = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Stored>(&bytes).ok())
+            .map(|stored| stored.entries.into_iter().collect())
+            .unwrap_or_default();
+        Self {
+            path: Some(path.to_path_buf()),
+            entries,
+            bytes_read: 0,
+        }
+    }
+
+    /// The digest of the file at `path` whose identity is `identity`,
+    /// reading it only when it is not known yet.
+    pub fn digest(&mut self, path: &Path, identity: FileIdentity) -> std::io::Result<Digest> {
+        if let Some(digest) = self.entries.get(&identity) {
+            return Ok(*digest);
+        }
+        let digest = hash_file(path)?;
+        if digest.size != identity.size {
+            return Err(std::io::Error::other(format!(
+                "{} changed size while being hashed",
+                path.display()
+            )));
+        }
+        self.bytes_read += digest.size;
+        self.entries.insert(identity, digest);
+        Ok(digest)
+    }
+
+    /// Keeps only the entries of `live` files (so the cache does not grow
+    /// forever) and writes it back atomically.
+    pub fn save(&mut self, live: &[FileIdentity]) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let keep: std::collections::HashSet<&FileIdentity> = live.iter().collect();
+        self.entries.retain(|identity, _| keep.contains(identity));
+        let stored = Stored {
+            entries: self.entries.iter().map(|(i, d)| (*i, *d)).collect(),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(&mut temp, &stored)?;
+        temp.as_file().sync_all()?;
+        temp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// BLAKE3 and CRC32C of a whole file, read once.
+pub fn hash_file(path: &Path) -> std::io::Result<Digest> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nb-1-big-Data.db");
+        std::fs::write(&file, vec![1u8; 10_000]).unwrap();
+        let identity = FileIdentity::of(&std::fs::metadata(&file).unwrap());
+        let cache_path = dir.path().join("cache.json");
+
+        let mut cache = DigestCache::open(&cache_path);
+        let first = cache.digest(&file, identity).unwrap();
+        assert_eq!(cache.bytes_read, 10_000);
+        cache.save(&[identity]).unwrap();
+
+        let mut reopened = DigestCache::open(&cache_path);
+        assert_eq!(reopened.digest(&file, identity).unwrap(), first);
+        assert_eq!(reopened.bytes_read, 0, "an unchanged file was read again");
+
+        // A rewritten file has another identity and is read.
+        std::fs::write(&file, vec![2u8; 10_001]).unwrap();
+        let changed = FileIdentity::of(&std::fs::metadata(&file).unwrap());
+        assert_ne!(reopened.digest(&file, changed).unwrap(), first);
+        assert_eq!(reopened.bytes_read, 10_001);
+    }
+}
