@@ -235,6 +235,10 @@ pub struct AgentArgs {
     /// /var/lib/cassandra/data).
     #[arg(long, env = vars::DATA_DIRS, value_name = "DIR,...")]
     pub data_dirs: Option<String>,
+    /// Where the agent keeps its digest cache (default: `.kassette` beside
+    /// the first data directory, on the same volume).
+    #[arg(long, env = vars::AGENT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: Option<String>,
     /// How to control Cassandra: `nodetool` (default), `jolokia` or
     /// `management-api`.
     #[arg(long, env = vars::CASSANDRA_CONTROL, value_name = "METHOD")]

@@ -21,6 +21,7 @@
 //! The agent and the coordinator passes arrive with their issues, each as a
 //! module of its own.
 
+pub mod agent;
 pub mod cassandra;
 pub mod catalog;
 pub mod cli;
@@ -50,7 +51,7 @@ pub fn run(command: Command) -> Result<(), Error> {
         }
         Command::Agent(args) => {
             let config = AgentConfig::from_args(&args)?;
-            not_built_yet("agent", &config)
+            runtime()?.block_on(agent::run(config))
         }
         Command::List(args) => {
             let config = (
@@ -76,6 +77,14 @@ pub fn run(command: Command) -> Result<(), Error> {
             not_built_yet("purge", &config)
         }
     }
+}
+
+/// The async runtime of the roles that do I/O.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
 
 /// Settings of the commands that read one backup from the catalog.

@@ -217,7 +217,7 @@ fn every_role_validates_before_saying_it_is_not_built() {
         (vars::DATA_DIRS, root),
         (vars::BACKUP_NAME, "latest"),
     ];
-    for role in ["restore", "agent", "list", "status", "verify", "purge"] {
+    for role in ["restore", "list", "status", "verify", "purge"] {
         let out = kassette(&[role], &env);
         assert_eq!(out.status.code(), Some(1), "{role}: {}", text(&out));
         assert!(
@@ -226,4 +226,92 @@ fn every_role_validates_before_saying_it_is_not_built() {
             text(&out)
         );
     }
+}
+
+#[test]
+fn the_agent_serves_its_api_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let root = data.to_str().unwrap();
+    let token = token_file(&dir, "agent-token-123");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_kassette"))
+        .arg("agent")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            (vars::STORAGE_PROVIDER, "local"),
+            (vars::STORAGE_PATH, root),
+            (vars::AGENT_TOKEN_FILE, token.as_str()),
+            (vars::DATA_DIRS, root),
+            (vars::AGENT_LISTEN, listen.as_str()),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start agent");
+    let get = |auth: Option<&str>| -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        let auth = auth
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET /v1/node HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.split_whitespace().nth(1)?.parse().ok()
+    };
+    let mut status = None;
+    for _ in 0..100 {
+        status = get(Some("agent-token-123"));
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(status, Some(200), "agent did not answer");
+    assert_eq!(get(None), Some(401));
+    // Kubernetes stops a pod with SIGTERM.
+    let killed = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = agent.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "agent exit after SIGTERM");
+    // The state directory was created beside the data directory.
+    assert!(dir.path().join(".kassette").is_dir());
+}
+
+#[test]
+fn agent_control_methods_not_built_yet_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let token = token_file(&dir, "t");
+    let out = kassette(
+        &["agent"],
+        &[
+            (vars::STORAGE_PROVIDER, "local"),
+            (vars::STORAGE_PATH, root),
+            (vars::AGENT_TOKEN_FILE, &token),
+            (vars::DATA_DIRS, root),
+            (vars::CASSANDRA_CONTROL, "jolokia"),
+            (vars::JOLOKIA_URL, "http://127.0.0.1:8778/jolokia"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("Jolokia is not implemented yet"),
+        "{}",
+        text(&out)
+    );
 }

@@ -2,7 +2,7 @@
 //! node's data lives and how it controls Cassandra.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use url::Url;
 
@@ -34,6 +34,8 @@ pub struct AgentConfig {
     /// Certificate and key, when the API is served over TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub data_dirs: Vec<PathBuf>,
+    /// The agent's own files (digest cache); created if missing.
+    pub state_dir: PathBuf,
     pub control: CassandraControl,
     pub storage: StorageConfig,
 }
@@ -102,11 +104,22 @@ impl AgentConfig {
                     .collect::<Result<Vec<_>, _>>()
             },
         )?;
+        let state_dir = match args.state_dir.as_deref().map(str::trim) {
+            Some("") => return Err(ConfigError::new(vars::AGENT_STATE_DIR, "is empty")),
+            Some(dir) => PathBuf::from(dir),
+            // Beside the first data directory, on the same volume.
+            None => data_dirs
+                .first()
+                .and_then(|dir| dir.parent())
+                .unwrap_or(Path::new("."))
+                .join(".kassette"),
+        };
         Ok(Self {
             listen,
             token_file,
             tls,
             data_dirs,
+            state_dir,
             control: control(args)?,
             storage: StorageConfig::from_args(&args.storage)?,
         })
@@ -186,6 +199,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             data_dirs: Some(dir.path().to_string_lossy().into_owned()),
+            state_dir: None,
             cassandra_control: None,
             nodetool: None,
             jolokia_url: None,

@@ -1,0 +1,270 @@
+//! The node agent: an authenticated HTTP+JSON API beside one Cassandra
+//! node, doing that node's share of a pass — snapshot, inventory, hash,
+//! upload what the store lacks, clear the snapshot — and reporting progress
+//! at any time. The coordinator drives it; the agent never talks to other
+//! nodes. API types are in [`api`].
+//!
+//! [`app`] builds the router from an [`AgentState`] (tests call it on a
+//! listener bound to `127.0.0.1:0`); [`serve`] runs it until shutdown.
+
+pub mod api;
+mod upload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+
+use crate::cassandra::control::{ControlError, Nodetool};
+use crate::config::{AgentConfig, CassandraControl};
+use crate::storage::Store;
+use api::{
+    ApiError, NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+};
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AgentState {
+    token: Arc<Vec<u8>>,
+    data_dirs: Vec<PathBuf>,
+    nodetool: Nodetool,
+    store: Arc<dyn Store>,
+    digest_cache: PathBuf,
+    concurrency: usize,
+    progress: Arc<Mutex<Progress>>,
+    /// One upload at a time: a second request waits for the first.
+    uploading: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AgentState {
+    pub fn new(
+        token: &[u8],
+        data_dirs: Vec<PathBuf>,
+        nodetool: Nodetool,
+        store: Arc<dyn Store>,
+        digest_cache: PathBuf,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            token: Arc::new(token.trim_ascii().to_vec()),
+            data_dirs,
+            nodetool,
+            store,
+            digest_cache,
+            concurrency: concurrency.max(1),
+            progress: Arc::new(Mutex::new(Progress {
+                state: "idle".into(),
+                ..Progress::default()
+            })),
+            uploading: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+/// Why a request failed; turned into an HTTP answer in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AgentError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AgentError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AgentError::Control(_) | AgentError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (
+            status,
+            Json(ApiError {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The agent's router.
+pub fn app(state: AgentState) -> Router {
+    Router::new()
+        .route("/v1/node", get(node_info))
+        .route("/v1/snapshots", post(take_snapshot))
+        .route("/v1/snapshots/{tag}", delete(clear_snapshot))
+        .route("/v1/uploads", post(upload_snapshot))
+        .route("/v1/progress", get(progress))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// `kassette agent`: opens the store, binds the listener and serves until
+/// SIGTERM or Ctrl-C.
+pub async fn run(config: AgentConfig) -> Result<(), crate::Error> {
+    use crate::Error;
+    let nodetool = match &config.control {
+        CassandraControl::Nodetool { command } => Nodetool::new(command),
+        CassandraControl::Jolokia { .. } => {
+            return Err(Error::Unsupported("agent control through Jolokia".into()));
+        }
+        CassandraControl::ManagementApi { .. } => {
+            return Err(Error::Unsupported(
+                "agent control through the Management API".into(),
+            ));
+        }
+    };
+    if config.tls.is_some() {
+        return Err(Error::Unsupported("serving the agent API over TLS".into()));
+    }
+    let token = std::fs::read(&config.token_file)
+        .map_err(|e| Error::Failed(format!("{}: {e}", config.token_file.display())))?;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| Error::Failed(format!("{}: {e}", config.state_dir.display())))?;
+    let store = crate::storage::open(&config.storage)
+        .await
+        .map_err(|e| Error::Failed(format!("storage: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Failed(format!("listen on {}: {e}", config.listen)))?;
+    let state = AgentState::new(
+        &token,
+        config.data_dirs.clone(),
+        nodetool,
+        store,
+        config.state_dir.join("digests.json"),
+        config.storage.limits.concurrency as usize,
+    );
+    tracing::info!(listen = %config.listen, data_dirs = ?config.data_dirs, "agent ready");
+    serve(listener, state, shutdown_signal())
+        .await
+        .map_err(|e| Error::Failed(format!("agent server: {e}")))
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Serves `app(state)` on an already-bound listener until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AgentState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Every request needs the shared bearer token, compared in constant time.
+async fn authenticate(State(state): State<AgentState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+        .unwrap_or_default();
+    if bool::from(presented.ct_eq(state.token.as_slice())) && !presented.is_empty() {
+        next.run(request).await
+    } else {
+        AgentError::Unauthorized.into_response()
+    }
+}
+
+async fn node_info(State(state): State<AgentState>) -> Json<NodeInfo> {
+    Json(NodeInfo {
+        kassette_version: env!("CARGO_PKG_VERSION").to_string(),
+        data_dirs: state
+            .data_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect(),
+    })
+}
+
+/// Snapshot tags become directory names: same rules as backup names.
+fn check_tag(tag: &str) -> Result<(), AgentError> {
+    crate::config::parse::backup_name(tag)
+        .map(|_| ())
+        .map_err(AgentError::BadRequest)
+}
+
+async fn take_snapshot(
+    State(state): State<AgentState>,
+    Json(request): Json<SnapshotRequest>,
+) -> Result<Json<SnapshotTaken>, AgentError> {
+    check_tag(&request.tag)?;
+    state.nodetool.flush(&request.keyspaces).await?;
+    state
+        .nodetool
+        .snapshot(&request.tag, &request.keyspaces)
+        .await?;
+    let snapshot_at = jiff::Timestamp::now();
+    let (dirs, tag) = (state.data_dirs.clone(), request.tag.clone());
+    let files =
+        tokio::task::spawn_blocking(move || crate::cassandra::snapshot::inventory(&dirs, &tag))
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
+    tracing::info!(tag = %request.tag, files = files.len(), "snapshot taken");
+    Ok(Json(SnapshotTaken {
+        tag: request.tag,
+        snapshot_at,
+        files: files.len() as u64,
+        bytes: files.iter().map(|f| f.identity.size).sum(),
+    }))
+}
+
+async fn clear_snapshot(
+    State(state): State<AgentState>,
+    Path(tag): Path<String>,
+) -> Result<StatusCode, AgentError> {
+    check_tag(&tag)?;
+    state.nodetool.clear_snapshot(&tag).await?;
+    tracing::info!(%tag, "snapshot cleared");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn upload_snapshot(
+    State(state): State<AgentState>,
+    Json(request): Json<UploadRequest>,
+) -> Result<Json<UploadReport>, AgentError> {
+    check_tag(&request.tag)?;
+    let _one_at_a_time = state.uploading.lock().await;
+    upload::run(&state, &request).await.map(Json)
+}
+
+async fn progress(State(state): State<AgentState>) -> Json<Progress> {
+    Json(state.progress())
+}

@@ -1,0 +1,277 @@
+//! The node agent, in-process on a loopback port, driving the real JBOD
+//! Cassandra node and uploading to the real S3-compatible server.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::{setting, unique};
+use kassette::agent::api::{
+    NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+};
+use kassette::agent::{AgentState, serve};
+use kassette::cassandra::control::Nodetool;
+use kassette::catalog::Layout;
+use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
+use kassette::storage::{self, Store};
+use url::Url;
+
+const TOKEN: &str = "test-token-0123456789";
+const NODE: usize = 3;
+
+struct Agent {
+    url: String,
+    http: reqwest::Client,
+    store: Arc<dyn Store>,
+    _state_dir: tempfile::TempDir,
+}
+
+impl Agent {
+    async fn start() -> Self {
+        let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
+        let bucket = unique("kassette-agent-");
+        common::s3_client(&endpoint, None)
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
+        let config = StorageConfig {
+            backend: Backend::S3 {
+                bucket,
+                endpoint: Some(Url::parse(&endpoint).unwrap()),
+                region: Some(setting("KASSETTE_TEST_S3_REGION")),
+                credentials_file: Some(setting("KASSETTE_TEST_S3_CREDENTIALS_FILE").into()),
+                ca_bundle: None,
+                storage_class: None,
+                encryption: S3Encryption::BucketDefault,
+            },
+            prefix: String::new(),
+            limits: TransferLimits {
+                concurrency: 4,
+                max_bandwidth: None,
+            },
+        };
+        let store = storage::open(&config).await.expect("open store");
+        let data_dirs: Vec<PathBuf> = setting(&format!("KASSETTE_TEST_CASSANDRA_DATA_{NODE}"))
+            .split(':')
+            .map(PathBuf::from)
+            .collect();
+        let state_dir = tempfile::tempdir().unwrap();
+        let nodetool = Nodetool::new(&format!("{} -n {NODE}", setting("KASSETTE_TEST_NODETOOL")));
+        let state = AgentState::new(
+            TOKEN.as_bytes(),
+            data_dirs,
+            nodetool,
+            store.clone(),
+            state_dir.path().join("digests.json"),
+            4,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, state, std::future::pending()));
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            store,
+            _state_dir: state_dir,
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> T {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("agent reachable");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+}
+
+#[tokio::test]
+async fn requests_need_the_token() {
+    let agent = Agent::start().await;
+    let url = format!("{}/v1/node", agent.url);
+    let none = agent.http.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = agent
+        .http
+        .get(&url)
+        .bearer_auth("test-token-0123456780")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let info: NodeInfo = agent.call(reqwest::Method::GET, "/v1/node", None).await;
+    assert_eq!(info.data_dirs.len(), 2);
+}
+
+async fn write_rows(ks: &str, from: i32, to: i32) {
+    let session = common::cql_cluster().await;
+    let insert = session
+        .prepare(format!("INSERT INTO {ks}.events (id, body) VALUES (?, ?)"))
+        .await
+        .unwrap();
+    for id in from..to {
+        session
+            .execute_unpaged(&insert, (id, "x".repeat(200)))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn uploads_only_what_the_store_lacks() {
+    let agent = Agent::start().await;
+    let ks = unique("agent_");
+    let session = common::cql_cluster().await;
+    session
+        .query_unpaged(
+            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
+            (),
+        )
+        .await
+        .unwrap();
+    session
+        .query_unpaged(
+            format!("CREATE TABLE {ks}.events (id int PRIMARY KEY, body text)"),
+            (),
+        )
+        .await
+        .unwrap();
+    session.await_schema_agreement().await.unwrap();
+    write_rows(&ks, 0, 500).await;
+
+    let snapshot = |tag: &str| {
+        serde_json::to_value(SnapshotRequest {
+            tag: tag.into(),
+            keyspaces: vec![ks.clone()],
+        })
+        .unwrap()
+    };
+    let upload = |tag: &str| {
+        serde_json::to_value(UploadRequest {
+            tag: tag.into(),
+            cluster: "kassette-test".into(),
+            datacenter: "dc1".into(),
+        })
+        .unwrap()
+    };
+    let post = reqwest::Method::POST;
+
+    let first_tag = unique("kassette-a");
+    let taken: SnapshotTaken = agent
+        .call(post.clone(), "/v1/snapshots", Some(snapshot(&first_tag)))
+        .await;
+    assert!(taken.files > 0);
+    let first: UploadReport = agent
+        .call(post.clone(), "/v1/uploads", Some(upload(&first_tag)))
+        .await;
+    assert_eq!(first.files.len() as u64, taken.files);
+    // A new store receives every distinct content once (identical files,
+    // e.g. equal TOC.txt components, share one blob).
+    let distinct: std::collections::HashMap<_, u64> = first
+        .files
+        .iter()
+        .map(|f| (f.digest.blake3, f.digest.size))
+        .collect();
+    let distinct_bytes: u64 = distinct.values().sum();
+    assert!(
+        (distinct_bytes..=first.bytes).contains(&first.uploaded_bytes),
+        "uploaded {} of {} bytes ({} distinct)",
+        first.uploaded_bytes,
+        first.bytes,
+        distinct_bytes
+    );
+    assert_eq!(first.hashed_bytes, first.bytes);
+    let layout = Layout::new("kassette-test", "dc1").unwrap();
+    for file in &first.files {
+        let meta = agent
+            .store
+            .head(&layout.blob(&file.digest).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            meta.map(|m| m.size),
+            Some(file.digest.size),
+            "{}",
+            file.path
+        );
+    }
+    let progress: Progress = agent.call(reqwest::Method::GET, "/v1/progress", None).await;
+    assert_eq!(progress.state, "done");
+    assert_eq!(progress.bytes_done, first.bytes);
+
+    // The same snapshot again: nothing sent, nothing read.
+    let again: UploadReport = agent
+        .call(post.clone(), "/v1/uploads", Some(upload(&first_tag)))
+        .await;
+    assert_eq!(
+        (
+            again.uploaded_files,
+            again.uploaded_bytes,
+            again.hashed_bytes
+        ),
+        (0, 0, 0)
+    );
+
+    // More writes, a new snapshot: only the new SSTables go up.
+    write_rows(&ks, 500, 1_000).await;
+    let second_tag = unique("kassette-b");
+    let _: SnapshotTaken = agent
+        .call(post.clone(), "/v1/snapshots", Some(snapshot(&second_tag)))
+        .await;
+    let second: UploadReport = agent
+        .call(post.clone(), "/v1/uploads", Some(upload(&second_tag)))
+        .await;
+    assert!(
+        second.uploaded_files > 0,
+        "the new SSTables were not uploaded"
+    );
+    assert!(
+        second.uploaded_files < second.files.len() as u64,
+        "unchanged SSTables were uploaded again: {second:?}"
+    );
+    assert!(
+        second.hashed_bytes < second.bytes,
+        "unchanged files were re-read: {second:?}"
+    );
+    assert!(second.uploaded_bytes <= second.hashed_bytes, "{second:?}");
+
+    for tag in [&first_tag, &second_tag] {
+        let status = agent
+            .http
+            .delete(format!("{}/v1/snapshots/{tag}", agent.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 204);
+    }
+    let gone = agent
+        .http
+        .post(format!("{}/v1/uploads", agent.url))
+        .bearer_auth(TOKEN)
+        .json(&upload(&first_tag))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 400, "a cleared snapshot cannot be uploaded");
+    session
+        .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
+        .await
+        .unwrap();
+}
