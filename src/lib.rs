@@ -26,6 +26,7 @@ pub mod cassandra;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod storage;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use crate::storage::{Digest, InvalidKey, ObjectKey};
 ///
 /// ```text
 /// kassette/v1/<cluster>/<datacenter>/
-///   lock.json                              the datacenter lease
+///   locks/<sequence>.json                  the datacenter lease
 ///   index.json                             summary of every complete backup
 ///   blobs/<b3[0..2]>/<b3>                  file contents, named by BLAKE3
 ///   backups/<name>/nodes/<host-id>.json    one node's manifest
@@ -31,8 +31,24 @@ impl Layout {
         ObjectKey::new(format!("{}/{rest}", self.root))
     }
 
-    pub fn lock(&self) -> Result<ObjectKey, InvalidKey> {
-        self.key("lock.json")
+    /// The lease with sequence number `sequence` (zero-padded, so keys sort
+    /// like numbers). The highest present sequence is the current lease.
+    pub fn lock(&self, sequence: u64) -> Result<ObjectKey, InvalidKey> {
+        self.key(&format!("locks/{sequence:020}.json"))
+    }
+
+    /// Listing prefix of the leases.
+    pub fn locks_prefix(&self) -> String {
+        format!("{}/locks/", self.root)
+    }
+
+    /// The sequence number of a lease key, if `key` is one.
+    pub fn lock_sequence(&self, key: &ObjectKey) -> Option<u64> {
+        key.as_str()
+            .strip_prefix(&self.locks_prefix())?
+            .strip_suffix(".json")?
+            .parse()
+            .ok()
     }
 
     pub fn index(&self) -> Result<ObjectKey, InvalidKey> {
@@ -83,10 +99,12 @@ mod tests {
     #[test]
     fn keys_follow_the_documented_layout() {
         let layout = Layout::new("prod", "dc1").unwrap();
+        let lock = layout.lock(7).unwrap();
         assert_eq!(
-            layout.lock().unwrap().as_str(),
-            "kassette/v1/prod/dc1/lock.json"
+            lock.as_str(),
+            "kassette/v1/prod/dc1/locks/00000000000000000007.json"
         );
+        assert_eq!(layout.lock_sequence(&lock), Some(7));
         assert_eq!(
             layout.index().unwrap().as_str(),
             "kassette/v1/prod/dc1/index.json"

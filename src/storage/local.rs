@@ -270,10 +270,12 @@ impl Walk {
             if name.contains(TEMP_MARKER) {
                 continue;
             }
-            let meta = entry
-                .metadata()
-                .await
-                .map_err(|e| Error::local(entry.path(), e))?;
+            // A file removed since the directory was read is simply gone.
+            let meta = match entry.metadata().await {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::local(entry.path(), e)),
+            };
             found.push((name, entry.path(), meta));
         }
         // Sorted for a repeatable order (the contract promises none).
