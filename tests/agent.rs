@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{setting, unique};
@@ -13,9 +12,7 @@ use kassette::agent::api::{
 use kassette::agent::{AgentState, serve};
 use kassette::cassandra::control::Nodetool;
 use kassette::catalog::Layout;
-use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
 use kassette::storage::{self, Store};
-use url::Url;
 
 const TOKEN: &str = "test-token-0123456789";
 const NODE: usize = 3;
@@ -30,34 +27,11 @@ struct Agent {
 impl Agent {
     async fn start() -> Self {
         let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
-        let bucket = unique("kassette-agent-");
-        common::s3_client(&endpoint, None)
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .expect("create bucket");
-        let config = StorageConfig {
-            backend: Backend::S3 {
-                bucket,
-                endpoint: Some(Url::parse(&endpoint).unwrap()),
-                region: Some(setting("KASSETTE_TEST_S3_REGION")),
-                credentials_file: Some(setting("KASSETTE_TEST_S3_CREDENTIALS_FILE").into()),
-                ca_bundle: None,
-                storage_class: None,
-                encryption: S3Encryption::BucketDefault,
-            },
-            prefix: String::new(),
-            limits: TransferLimits {
-                concurrency: 4,
-                max_bandwidth: None,
-            },
-        };
+        let bucket = common::new_s3_bucket(&endpoint).await;
+        let credentials = setting("KASSETTE_TEST_S3_CREDENTIALS_FILE");
+        let config = common::s3_storage_config(&endpoint, &bucket, &credentials, "");
         let store = storage::open(&config).await.expect("open store");
-        let data_dirs: Vec<PathBuf> = setting(&format!("KASSETTE_TEST_CASSANDRA_DATA_{NODE}"))
-            .split(':')
-            .map(PathBuf::from)
-            .collect();
+        let data_dirs = common::cassandra_data_dirs(NODE);
         let state_dir = tempfile::tempdir().unwrap();
         let nodetool = Nodetool::new(&format!("{} -n {NODE}", setting("KASSETTE_TEST_NODETOOL")));
         let state = AgentState::new(

@@ -19,10 +19,7 @@ fn nodetool(node: usize) -> Nodetool {
 }
 
 fn data_dirs(node: usize) -> Vec<PathBuf> {
-    setting(&format!("KASSETTE_TEST_CASSANDRA_DATA_{node}"))
-        .split(':')
-        .map(PathBuf::from)
-        .collect()
+    common::cassandra_data_dirs(node)
 }
 
 #[tokio::test]

@@ -45,10 +45,7 @@ fn nodetool(node: usize, args: &[&str]) -> String {
 
 /// Data directories of node `i` (1-based); several when it is the JBOD node.
 fn data_dirs(node: usize) -> Vec<PathBuf> {
-    setting(&format!("KASSETTE_TEST_CASSANDRA_DATA_{node}"))
-        .split(':')
-        .map(PathBuf::from)
-        .collect()
+    common::cassandra_data_dirs(node)
 }
 
 #[tokio::test]

@@ -3,8 +3,6 @@
 
 mod common;
 
-use common::unique;
-use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
@@ -13,18 +11,7 @@ use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadTy
 #[tokio::test]
 async fn write_read_list_round_trip() {
     let client = common::gcs_client();
-    let bucket = unique("smoke-gcs-");
-    client
-        .insert_bucket(&InsertBucketRequest {
-            name: bucket.clone(),
-            param: InsertBucketParam {
-                project: "kassette-test".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .expect("create bucket");
+    let bucket = common::new_gcs_bucket().await;
     for i in 0..3 {
         let request = UploadObjectRequest {
             bucket: bucket.clone(),

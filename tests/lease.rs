@@ -8,12 +8,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{setting, unique};
+use common::setting;
 use kassette::catalog::Layout;
-use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
+use kassette::config::{Backend, StorageConfig, TransferLimits};
 use kassette::coordinator::lease::{Lease, LeaseError};
 use kassette::storage::{self, Store};
-use url::Url;
 
 /// A fresh local store and a fresh S3 bucket (the directory lives as long
 /// as the returned guard).
@@ -31,26 +30,9 @@ async fn stores() -> (Vec<(&'static str, Arc<dyn Store>)>, tempfile::TempDir) {
         limits,
     };
     let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
-    let bucket = unique("kassette-lease-");
-    common::s3_client(&endpoint, None)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("create bucket");
-    let s3 = StorageConfig {
-        backend: Backend::S3 {
-            bucket,
-            endpoint: Some(Url::parse(&endpoint).unwrap()),
-            region: Some(setting("KASSETTE_TEST_S3_REGION")),
-            credentials_file: Some(setting("KASSETTE_TEST_S3_CREDENTIALS_FILE").into()),
-            ca_bundle: None,
-            storage_class: None,
-            encryption: S3Encryption::BucketDefault,
-        },
-        prefix: String::new(),
-        limits,
-    };
+    let bucket = common::new_s3_bucket(&endpoint).await;
+    let credentials = setting("KASSETTE_TEST_S3_CREDENTIALS_FILE");
+    let s3 = common::s3_storage_config(&endpoint, &bucket, &credentials, "");
     let stores = vec![
         ("local", storage::open(&local).await.unwrap()),
         ("s3", storage::open(&s3).await.unwrap()),

@@ -6,8 +6,7 @@ mod conformance;
 
 use std::sync::Arc;
 
-use common::{setting, unique};
-use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
+use common::setting;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::upload::{Media, UploadObjectRequest, UploadType};
@@ -16,19 +15,7 @@ use kassette::storage::{self, Store};
 use url::Url;
 
 async fn new_bucket() -> String {
-    let bucket = unique("kassette-gcs-");
-    common::gcs_client()
-        .insert_bucket(&InsertBucketRequest {
-            name: bucket.clone(),
-            param: InsertBucketParam {
-                project: "kassette-test".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await
-        .expect("create bucket");
-    bucket
+    common::new_gcs_bucket().await
 }
 
 async fn open_bucket(bucket: &str) -> Arc<dyn Store> {

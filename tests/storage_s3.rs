@@ -11,7 +11,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use common::{setting, unique};
 use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
 use kassette::storage::{self, Error};
-use url::Url;
 
 /// A raw SDK client, to act on the store behind kassette's back.
 fn raw_client(endpoint: &str) -> aws_sdk_s3::Client {
@@ -19,33 +18,11 @@ fn raw_client(endpoint: &str) -> aws_sdk_s3::Client {
 }
 
 async fn new_bucket(endpoint: &str) -> String {
-    let bucket = unique("kassette-s3-");
-    raw_client(endpoint)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket: {e:?}"));
-    bucket
+    common::new_s3_bucket(endpoint).await
 }
 
 fn config(endpoint: &str, bucket: &str, credentials: &str) -> StorageConfig {
-    StorageConfig {
-        backend: Backend::S3 {
-            bucket: bucket.to_string(),
-            endpoint: Some(Url::parse(endpoint).unwrap()),
-            region: Some(setting("KASSETTE_TEST_S3_REGION")),
-            credentials_file: Some(credentials.into()),
-            ca_bundle: None,
-            storage_class: None,
-            encryption: S3Encryption::BucketDefault,
-        },
-        prefix: "team/prod".into(),
-        limits: TransferLimits {
-            concurrency: 8,
-            max_bandwidth: None,
-        },
-    }
+    common::s3_storage_config(endpoint, bucket, credentials, "team/prod")
 }
 
 async fn open() -> conformance::Fixture {

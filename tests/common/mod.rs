@@ -133,3 +133,67 @@ pub async fn cql_cluster() -> scylla::client::session::Session {
     }
     builder.build().await.expect("CQL connect to the cluster")
 }
+
+/// A new, empty bucket on the test S3 server.
+pub async fn new_s3_bucket(endpoint: &str) -> String {
+    let bucket = unique("kassette-s3-");
+    s3_client(endpoint, None)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+    bucket
+}
+
+/// kassette's settings for `bucket` on the test S3 server at `endpoint`.
+pub fn s3_storage_config(
+    endpoint: &str,
+    bucket: &str,
+    credentials_file: &str,
+    prefix: &str,
+) -> kassette::config::StorageConfig {
+    use kassette::config::{Backend, S3Encryption, StorageConfig, TransferLimits};
+    StorageConfig {
+        backend: Backend::S3 {
+            bucket: bucket.to_string(),
+            endpoint: Some(url::Url::parse(endpoint).expect("endpoint URL")),
+            region: Some(setting("KASSETTE_TEST_S3_REGION")),
+            credentials_file: Some(credentials_file.into()),
+            ca_bundle: None,
+            storage_class: None,
+            encryption: S3Encryption::BucketDefault,
+        },
+        prefix: prefix.to_string(),
+        limits: TransferLimits {
+            concurrency: 8,
+            max_bandwidth: None,
+        },
+    }
+}
+
+/// A new, empty bucket on the GCS emulator.
+pub async fn new_gcs_bucket() -> String {
+    use gcloud_storage::http::buckets::insert::{InsertBucketParam, InsertBucketRequest};
+    let bucket = unique("kassette-gcs-");
+    gcs_client()
+        .insert_bucket(&InsertBucketRequest {
+            name: bucket.clone(),
+            param: InsertBucketParam {
+                project: "kassette-test".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("create bucket");
+    bucket
+}
+
+/// Data directories of test node `node` (1-based); two on the JBOD node.
+pub fn cassandra_data_dirs(node: usize) -> Vec<PathBuf> {
+    setting(&format!("KASSETTE_TEST_CASSANDRA_DATA_{node}"))
+        .split(':')
+        .map(PathBuf::from)
+        .collect()
+}
