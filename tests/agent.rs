@@ -12,6 +12,7 @@ use kassette::agent::api::{
 use kassette::agent::{AgentState, serve};
 use kassette::cassandra::control::Nodetool;
 use kassette::catalog::Layout;
+use kassette::coordinator::client::{AgentClient, ClientError};
 use kassette::storage::{self, Store};
 
 const TOKEN: &str = "test-token-0123456789";
@@ -19,6 +20,7 @@ const NODE: usize = 3;
 
 struct Agent {
     url: String,
+    client: AgentClient,
     http: reqwest::Client,
     store: Arc<dyn Store>,
     _state_dir: tempfile::TempDir,
@@ -43,34 +45,17 @@ impl Agent {
             4,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let address = listener.local_addr().unwrap().to_string();
+        let url = format!("http://{address}");
+        let client = AgentClient::new(&address, TOKEN);
         tokio::spawn(serve(listener, state, std::future::pending()));
         Self {
             url,
+            client,
             http: reqwest::Client::new(),
             store,
             _state_dir: state_dir,
         }
-    }
-
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> T {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("agent reachable");
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert!(status.is_success(), "{path}: {status}: {text}");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
     }
 }
 
@@ -88,7 +73,7 @@ async fn requests_need_the_token() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let info: NodeInfo = agent.call(reqwest::Method::GET, "/v1/node", None).await;
+    let info: NodeInfo = agent.client.node_info().await.unwrap();
     assert_eq!(info.data_dirs.len(), 2);
 }
 
@@ -128,31 +113,20 @@ async fn uploads_only_what_the_store_lacks() {
     session.await_schema_agreement().await.unwrap();
     write_rows(&ks, 0, 500).await;
 
-    let snapshot = |tag: &str| {
-        serde_json::to_value(SnapshotRequest {
-            tag: tag.into(),
-            keyspaces: vec![ks.clone()],
-        })
-        .unwrap()
+    let snapshot = |tag: &str| SnapshotRequest {
+        tag: tag.into(),
+        keyspaces: vec![ks.clone()],
     };
-    let upload = |tag: &str| {
-        serde_json::to_value(UploadRequest {
-            tag: tag.into(),
-            cluster: "kassette-test".into(),
-            datacenter: "dc1".into(),
-        })
-        .unwrap()
+    let upload = |tag: &str| UploadRequest {
+        tag: tag.into(),
+        cluster: "kassette-test".into(),
+        datacenter: "dc1".into(),
     };
-    let post = reqwest::Method::POST;
 
     let first_tag = unique("kassette-a");
-    let taken: SnapshotTaken = agent
-        .call(post.clone(), "/v1/snapshots", Some(snapshot(&first_tag)))
-        .await;
+    let taken: SnapshotTaken = agent.client.snapshot(&snapshot(&first_tag)).await.unwrap();
     assert!(taken.files > 0);
-    let first: UploadReport = agent
-        .call(post.clone(), "/v1/uploads", Some(upload(&first_tag)))
-        .await;
+    let first: UploadReport = agent.client.upload(&upload(&first_tag)).await.unwrap();
     assert_eq!(first.files.len() as u64, taken.files);
     // A new store receives every distinct content once (identical files,
     // e.g. equal TOC.txt components, share one blob).
@@ -184,14 +158,12 @@ async fn uploads_only_what_the_store_lacks() {
             file.path
         );
     }
-    let progress: Progress = agent.call(reqwest::Method::GET, "/v1/progress", None).await;
+    let progress: Progress = agent.client.progress().await.unwrap();
     assert_eq!(progress.state, "done");
     assert_eq!(progress.bytes_done, first.bytes);
 
     // The same snapshot again: nothing sent, nothing read.
-    let again: UploadReport = agent
-        .call(post.clone(), "/v1/uploads", Some(upload(&first_tag)))
-        .await;
+    let again: UploadReport = agent.client.upload(&upload(&first_tag)).await.unwrap();
     assert_eq!(
         (
             again.uploaded_files,
@@ -204,12 +176,8 @@ async fn uploads_only_what_the_store_lacks() {
     // More writes, a new snapshot: only the new SSTables go up.
     write_rows(&ks, 500, 1_000).await;
     let second_tag = unique("kassette-b");
-    let _: SnapshotTaken = agent
-        .call(post.clone(), "/v1/snapshots", Some(snapshot(&second_tag)))
-        .await;
-    let second: UploadReport = agent
-        .call(post.clone(), "/v1/uploads", Some(upload(&second_tag)))
-        .await;
+    let _: SnapshotTaken = agent.client.snapshot(&snapshot(&second_tag)).await.unwrap();
+    let second: UploadReport = agent.client.upload(&upload(&second_tag)).await.unwrap();
     assert!(
         second.uploaded_files > 0,
         "the new SSTables were not uploaded"
@@ -225,27 +193,62 @@ async fn uploads_only_what_the_store_lacks() {
     assert!(second.uploaded_bytes <= second.hashed_bytes, "{second:?}");
 
     for tag in [&first_tag, &second_tag] {
-        let status = agent
-            .http
-            .delete(format!("{}/v1/snapshots/{tag}", agent.url))
-            .bearer_auth(TOKEN)
-            .send()
+        agent
+            .client
+            .clear_snapshot(tag)
             .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 204);
+            .expect("clear snapshot");
     }
-    let gone = agent
-        .http
-        .post(format!("{}/v1/uploads", agent.url))
-        .bearer_auth(TOKEN)
-        .json(&upload(&first_tag))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 400, "a cleared snapshot cannot be uploaded");
+    let gone = agent.client.upload(&upload(&first_tag)).await.unwrap_err();
+    assert!(
+        matches!(gone, ClientError::Refused { status: 400, .. }),
+        "a cleared snapshot cannot be uploaded: {gone}"
+    );
     session
         .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_client_names_the_agent_in_every_failure() {
+    let agent = Agent::start().await;
+    let info = agent.client.node_info().await.expect("node info");
+    assert_eq!(info.data_dirs.len(), 2);
+
+    let address = agent.url.trim_start_matches("http://");
+    let wrong = AgentClient::new(address, "not-the-token");
+    let err = wrong.node_info().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { status: 401, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(address), "{err}");
+
+    let err = agent
+        .client
+        .snapshot(&SnapshotRequest {
+            tag: "../escape".into(),
+            keyspaces: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { status: 400, .. }),
+        "{err}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let err = AgentClient::new(&dead_address, TOKEN)
+        .progress()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains(&dead_address), "{err}");
+    assert!(
+        !format!("{:?}", agent.client).contains(TOKEN),
+        "token in Debug output"
+    );
 }

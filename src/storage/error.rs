@@ -109,7 +109,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error and its chain of causes on one line ("a: b: c"), for messages
 /// that must say why, not just what.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

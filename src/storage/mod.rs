@@ -48,7 +48,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use digest::{Digest, Hasher, crc32c_base64, digest_of};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use key::{InvalidKey, ObjectKey};
 pub use limits::Limits;
 pub use transfer::{MAX_PARTS, MIN_PART_SIZE, part_size_for};

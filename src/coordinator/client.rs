@@ -1,0 +1,138 @@
+//! A typed client for one node agent's API ([`crate::agent::api`]).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::agent::api::{
+    ApiError, NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+};
+
+/// Why a call to an agent failed; always names the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("agent {agent}: unreachable: {message}")]
+    Unreachable { agent: String, message: String },
+    #[error("agent {agent}: {status}: {message}")]
+    Refused {
+        agent: String,
+        status: u16,
+        message: String,
+    },
+}
+
+/// One agent, at `http://host:port`, with the shared bearer token.
+#[derive(Clone)]
+pub struct AgentClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token stays out of logs.
+        f.debug_struct("AgentClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentClient {
+    /// A client for the agent at `address` (`host:port`).
+    pub fn new(address: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: format!("http://{address}"),
+            token: token.trim().to_string(),
+            http,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {
+        self.call(Method::GET, "/v1/node", None::<&()>).await
+    }
+
+    pub async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotTaken, ClientError> {
+        self.call(Method::POST, "/v1/snapshots", Some(request))
+            .await
+    }
+
+    /// Blocks until the agent has uploaded the snapshot (poll
+    /// [`AgentClient::progress`] meanwhile).
+    pub async fn upload(&self, request: &UploadRequest) -> Result<UploadReport, ClientError> {
+        self.call(Method::POST, "/v1/uploads", Some(request)).await
+    }
+
+    pub async fn progress(&self) -> Result<Progress, ClientError> {
+        self.call(Method::GET, "/v1/progress", None::<&()>).await
+    }
+
+    pub async fn clear_snapshot(&self, tag: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(Method::DELETE, &format!("/v1/snapshots/{tag}"), None::<&()>)
+            .await?;
+        self.check(response).await.map(|_| ())
+    }
+
+    async fn call<T: DeserializeOwned, B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let response = self.check(response).await?;
+        response.json().await.map_err(|e| self.unreachable(e))
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|e| self.unreachable(e))
+    }
+
+    /// Turns an error answer into [`ClientError::Refused`] with the agent's
+    /// own message.
+    async fn check(&self, response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let message = match response.json::<ApiError>().await {
+            Ok(body) => body.error,
+            Err(_) => status.canonical_reason().unwrap_or("error").to_string(),
+        };
+        Err(ClientError::Refused {
+            agent: self.address().to_string(),
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    fn unreachable(&self, err: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            agent: self.address().to_string(),
+            message: crate::storage::error_chain(&err),
+        }
+    }
+}
