@@ -94,15 +94,8 @@ async fn write_rows(ks: &str, from: i32, to: i32) {
 #[tokio::test]
 async fn uploads_only_what_the_store_lacks() {
     let agent = Agent::start().await;
-    let ks = unique("agent_");
     let session = common::cql_cluster().await;
-    session
-        .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
-            (),
-        )
-        .await
-        .unwrap();
+    let ks = common::create_keyspace(&session, "agent_").await;
     session
         .query_unpaged(
             format!("CREATE TABLE {ks}.events (id int PRIMARY KEY, body text)"),

@@ -26,15 +26,8 @@ fn data_dirs(node: usize) -> Vec<PathBuf> {
 async fn snapshot_inventory_and_digest_cache_on_the_jbod_node() {
     let dirs = data_dirs(JBOD_NODE);
     assert_eq!(dirs.len(), 2, "node {JBOD_NODE} is the JBOD node");
-    let ks = unique("node_inv_");
     let session = common::cql_cluster().await;
-    session
-        .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
-            (),
-        )
-        .await
-        .expect("create keyspace");
+    let ks = common::create_keyspace(&session, "node_inv_").await;
     session
         .query_unpaged(
             format!("CREATE TABLE {ks}.users (id int PRIMARY KEY, email text)"),

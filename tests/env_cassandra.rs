@@ -52,15 +52,8 @@ fn data_dirs(node: usize) -> Vec<PathBuf> {
 async fn cql_round_trip_on_each_node() {
     let nodes = nodes();
     assert_eq!(nodes.len(), 3, "the test cluster has three nodes");
-    let ks = unique("smoke_cql_");
     let first = cluster_session().await;
-    first
-        .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
-            (),
-        )
-        .await
-        .expect("create keyspace");
+    let ks = common::create_keyspace(&first, "smoke_cql_").await;
     first
         .query_unpaged(
             format!("CREATE TABLE {ks}.kv (k text PRIMARY KEY, v int)"),
@@ -142,15 +135,8 @@ fn snapshot_files(data_dir: &Path, ks: &str, tag: &str) -> Vec<PathBuf> {
 #[tokio::test]
 async fn nodetool_snapshot_writes_files_on_every_node() {
     let nodes = nodes();
-    let ks = unique("smoke_snap_");
     let session = cluster_session().await;
-    session
-        .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
-            (),
-        )
-        .await
-        .expect("create keyspace");
+    let ks = common::create_keyspace(&session, "smoke_snap_").await;
     session
         .query_unpaged(
             format!("CREATE TABLE {ks}.t (k int PRIMARY KEY, v text)"),

@@ -6,21 +6,10 @@ mod common;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use common::{setting, unique};
+use common::setting;
 
 fn client() -> Client {
     common::s3_client(&setting("KASSETTE_TEST_S3_ENDPOINT"), None)
-}
-
-async fn new_bucket(client: &Client) -> String {
-    let bucket = unique("smoke-s3-");
-    client
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
-    bucket
 }
 
 async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
@@ -37,7 +26,7 @@ async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
 #[tokio::test]
 async fn put_get_list_round_trip() {
     let client = client();
-    let bucket = new_bucket(&client).await;
+    let bucket = common::new_s3_bucket(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
     for i in 0..3 {
         client
             .put_object()
@@ -63,7 +52,7 @@ async fn put_get_list_round_trip() {
 #[tokio::test]
 async fn multipart_upload_round_trip() {
     let client = client();
-    let bucket = new_bucket(&client).await;
+    let bucket = common::new_s3_bucket(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
     let key = "big/object";
     // S3's minimum part size is 5 MiB for every part but the last.
     let part1: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
@@ -121,7 +110,7 @@ async fn multipart_upload_round_trip() {
 #[tokio::test]
 async fn create_if_absent_refuses_a_second_writer() {
     let client = client();
-    let bucket = new_bucket(&client).await;
+    let bucket = common::new_s3_bucket(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
     let put = |body: &'static str| {
         client
             .put_object()

@@ -71,6 +71,21 @@ impl Error {
         )
     }
 
+    /// A failure that trying again will not cure.
+    pub(crate) fn permanent(operation: &'static str, key: &str, message: &str) -> Self {
+        Error::Store {
+            operation,
+            key: key.to_string(),
+            message: message.to_string(),
+            transient: false,
+        }
+    }
+
+    /// A backend that cannot be set up from its configuration.
+    pub(crate) fn setup(message: &str) -> Self {
+        Self::permanent("configure", "", message)
+    }
+
     pub(crate) fn local(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Local {
             path: path.into(),

@@ -75,7 +75,7 @@ impl GcsStore {
             credentials_file,
         } = &config.backend
         else {
-            return Err(setup_error("not a GCS configuration"));
+            return Err(Error::setup("not a GCS configuration"));
         };
         let mut client_config = ClientConfig::default();
         if let Some(url) = endpoint {
@@ -87,12 +87,12 @@ impl GcsStore {
                 let credentials =
                     gcloud_storage::client::google_cloud_auth::credentials::CredentialsFile::new_from_file(path)
                         .await
-                        .map_err(|e| setup_error(&format!("credentials file {}: {e}", file.display())))?;
+                        .map_err(|e| Error::setup(&format!("credentials file {}: {e}", file.display())))?;
                 client_config
                     .with_credentials(credentials)
                     .await
                     .map_err(|e| {
-                        setup_error(&format!("credentials file {}: {e}", file.display()))
+                        Error::setup(&format!("credentials file {}: {e}", file.display()))
                     })?
             }
             // An emulator endpoint without credentials: anonymous access.
@@ -100,7 +100,7 @@ impl GcsStore {
             (None, None) => client_config
                 .with_auth()
                 .await
-                .map_err(|e| setup_error(&format!("Application Default Credentials: {e}")))?,
+                .map_err(|e| Error::setup(&format!("Application Default Credentials: {e}")))?,
         };
         Ok(Self {
             client: Client::new(client_config),
@@ -393,14 +393,5 @@ fn classify(operation: &'static str, key: &str, err: GcsError) -> Error {
             message: error_chain(&other),
             transient: false,
         },
-    }
-}
-
-fn setup_error(message: &str) -> Error {
-    Error::Store {
-        operation: "configure",
-        key: String::new(),
-        message: message.to_string(),
-        transient: false,
     }
 }

@@ -155,7 +155,7 @@ impl S3Store {
             encryption,
         } = &config.backend
         else {
-            return Err(setup_error("not an S3 configuration"));
+            return Err(Error::setup("not an S3 configuration"));
         };
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(file) = credentials_file {
@@ -325,7 +325,9 @@ impl S3Store {
             .await?;
         let upload_id = created
             .upload_id()
-            .ok_or_else(|| store_error("create multipart upload", name, "no upload id returned"))?
+            .ok_or_else(|| {
+                Error::permanent("create multipart upload", name, "no upload id returned")
+            })?
             .to_string();
         let result = self
             .send_parts(name, &upload_id, &mut reader, part_size)
@@ -580,12 +582,12 @@ impl Store for S3Store {
                 .iter()
                 .map(|k| ObjectIdentifier::builder().key(self.name(k)).build())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| store_error("delete", batch[0].as_str(), &e.to_string()))?;
+                .map_err(|e| Error::permanent("delete", batch[0].as_str(), &e.to_string()))?;
             let delete = Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()
-                .map_err(|e| store_error("delete", batch[0].as_str(), &e.to_string()))?;
+                .map_err(|e| Error::permanent("delete", batch[0].as_str(), &e.to_string()))?;
             let output = self
                 .retry
                 .run("delete", || async {
@@ -652,7 +654,7 @@ where
                 ),
             }
         }
-        SdkError::ConstructionFailure(_) => store_error(operation, key, &error_chain(&err)),
+        SdkError::ConstructionFailure(_) => Error::permanent(operation, key, &error_chain(&err)),
         // A certificate the client does not trust will not become trusted by
         // trying again: fail at once, saying what to configure.
         _ if is_certificate_failure(&error_chain(&err)) => Error::Store {
@@ -717,25 +719,12 @@ fn transient(operation: &'static str, key: &str, err: impl std::error::Error) ->
     }
 }
 
-fn store_error(operation: &'static str, key: &str, message: &str) -> Error {
-    Error::Store {
-        operation,
-        key: key.to_string(),
-        message: message.to_string(),
-        transient: false,
-    }
-}
-
-fn setup_error(message: &str) -> Error {
-    store_error("configure", "", message)
-}
-
 /// The outcome of a part upload task.
 fn joined(
     done: std::result::Result<Result<CompletedPart>, tokio::task::JoinError>,
     name: &str,
 ) -> Result<CompletedPart> {
-    done.map_err(|join| store_error("upload part", name, &join.to_string()))?
+    done.map_err(|join| Error::permanent("upload part", name, &join.to_string()))?
 }
 
 /// An HTTPS client that trusts the system roots plus the PEM bundle at
@@ -750,7 +739,7 @@ fn http_client_trusting(path: &Path) -> Result<aws_sdk_s3::config::SharedHttpCli
                 .with_pem_certificate(pem),
         )
         .build()
-        .map_err(|e| setup_error(&format!("CA bundle {}: {e}", path.display())))?;
+        .map_err(|e| Error::setup(&format!("CA bundle {}: {e}", path.display())))?;
     Ok(aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::AwsLc,

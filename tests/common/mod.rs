@@ -197,3 +197,17 @@ pub fn cassandra_data_dirs(node: usize) -> Vec<PathBuf> {
         .map(PathBuf::from)
         .collect()
 }
+
+/// Creates a fresh keyspace replicated to every node (RF 3 in dc1) and
+/// returns its name.
+pub async fn create_keyspace(session: &scylla::client::session::Session, prefix: &str) -> String {
+    let ks = unique(prefix);
+    session
+        .query_unpaged(
+            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
+            (),
+        )
+        .await
+        .expect("create keyspace");
+    ks
+}
