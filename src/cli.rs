@@ -192,6 +192,26 @@ pub struct BackupArgs {
     pub nodes: NodesArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
+    /// Prometheus Pushgateway base URL; when set, the pass pushes its
+    /// metrics (success, last success time, duration, bytes, files).
+    #[arg(long, env = vars::PUSHGATEWAY_URL, value_name = "URL")]
+    pub pushgateway_url: Option<String>,
+}
+
+/// How a coordinator pass behaves while it runs.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Pass")]
+pub struct PassArgs {
+    /// How long the datacenter lease lasts without renewal (default 15m;
+    /// renewed every third of it). A killed pass's lease can be taken over
+    /// after this long.
+    #[arg(long, env = vars::LOCK_TTL, value_name = "DURATION")]
+    pub lock_ttl: Option<String>,
+    /// How often progress is logged during long transfers (default 10s).
+    #[arg(long, env = vars::PROGRESS_INTERVAL, value_name = "DURATION")]
+    pub progress_interval: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +235,8 @@ pub struct RestoreArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub nodes: NodesArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
 }
 
 #[derive(Debug, Args)]
@@ -301,6 +323,8 @@ pub struct PurgeArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub pass: PassArgs,
 }
 
 #[cfg(test)]

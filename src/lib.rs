@@ -18,13 +18,16 @@
 //! - [`cassandra`] — node-local knowledge: snapshot inventory across data
 //!   directories, nodetool control, the digest cache.
 //!
-//! The agent and the coordinator passes arrive with their issues, each as a
-//! module of its own.
+//! - [`agent`] — the node agent's HTTP API (one per Cassandra node).
+//! - [`coordinator`] — the datacenter-wide passes: backup, purge,
+//!   list/status/verify; discovery, lease, agent client.
+//! - `commands` — what each subcommand prints and how it exits.
 
 pub mod agent;
 pub mod cassandra;
 pub mod catalog;
 pub mod cli;
+mod commands;
 pub mod config;
 pub mod coordinator;
 pub mod error;
@@ -34,7 +37,7 @@ pub mod telemetry;
 pub use error::Error;
 
 use cli::Command;
-use config::{AgentConfig, BackupConfig, ClusterConfig, RestoreConfig, Retention, StorageConfig};
+use config::{AgentConfig, BackupConfig, ClusterConfig, PurgeConfig, RestoreConfig, StorageConfig};
 
 /// Validates the configuration of `command` and runs it.
 ///
@@ -44,7 +47,7 @@ pub fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Backup(args) => {
             let config = BackupConfig::from_args(&args)?;
-            not_built_yet("backup", &config)
+            runtime()?.block_on(commands::backup(config))
         }
         Command::Restore(args) => {
             let config = RestoreConfig::from_args(&args)?;
@@ -55,27 +58,27 @@ pub fn run(command: Command) -> Result<(), Error> {
             runtime()?.block_on(agent::run(config))
         }
         Command::List(args) => {
-            let config = (
-                StorageConfig::from_args(&args.storage)?,
-                ClusterConfig::from_args(&args.cluster)?,
-            );
-            not_built_yet("list", &config)
+            let storage = StorageConfig::from_args(&args.storage)?;
+            let cluster = ClusterConfig::from_args(&args.cluster)?;
+            runtime()?.block_on(commands::list(storage, cluster, args.json))
         }
         Command::Status(args) => {
-            let config = catalog_config(&args)?;
-            not_built_yet("status", &config)
+            let (name, storage, cluster) = catalog_config(&args)?;
+            runtime()?.block_on(commands::status(storage, cluster, name, args.json))
         }
         Command::Verify(args) => {
-            let config = catalog_config(&args.backup)?;
-            not_built_yet("verify", &config)
+            let (name, storage, cluster) = catalog_config(&args.backup)?;
+            runtime()?.block_on(commands::verify(
+                storage,
+                cluster,
+                name,
+                args.deep,
+                args.backup.json,
+            ))
         }
         Command::Purge(args) => {
-            let config = (
-                StorageConfig::from_args(&args.storage)?,
-                ClusterConfig::from_args(&args.cluster)?,
-                Retention::from_args(&args.retention)?,
-            );
-            not_built_yet("purge", &config)
+            let config = PurgeConfig::from_args(&args)?;
+            runtime()?.block_on(commands::purge(config))
         }
     }
 }

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | GET | `/v1/node` | → [`NodeInfo`] |
 //! | POST | `/v1/snapshots` | [`SnapshotRequest`] → [`SnapshotTaken`] |
+//! | GET | `/v1/snapshots` | → tags of the snapshots on disk |
 //! | POST | `/v1/uploads` | [`UploadRequest`] → [`UploadReport`] (when done) |
 //! | GET | `/v1/progress` | → [`Progress`] |
 //! | DELETE | `/v1/snapshots/{tag}` | → 204 |

@@ -108,7 +108,7 @@ impl IntoResponse for AgentError {
 pub fn app(state: AgentState) -> Router {
     Router::new()
         .route("/v1/node", get(node_info))
-        .route("/v1/snapshots", post(take_snapshot))
+        .route("/v1/snapshots", post(take_snapshot).get(list_snapshots))
         .route("/v1/snapshots/{tag}", delete(clear_snapshot))
         .route("/v1/uploads", post(upload_snapshot))
         .route("/v1/progress", get(progress))
@@ -244,6 +244,18 @@ async fn take_snapshot(
         files: files.len() as u64,
         bytes: files.iter().map(|f| f.identity.size).sum(),
     }))
+}
+
+/// Tags of the snapshots on this node's disks (to find ones a killed pass
+/// left behind).
+async fn list_snapshots(State(state): State<AgentState>) -> Result<Json<Vec<String>>, AgentError> {
+    let dirs = state.data_dirs.clone();
+    let tags =
+        tokio::task::spawn_blocking(move || crate::cassandra::snapshot::snapshot_tags(&dirs))
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
+    Ok(Json(tags))
 }
 
 async fn clear_snapshot(

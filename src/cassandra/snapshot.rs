@@ -99,6 +99,22 @@ pub fn inventory(data_dirs: &[PathBuf], tag: &str) -> Result<Vec<SnapshotFile>, 
     Ok(files)
 }
 
+/// Tags of every snapshot present under `data_dirs`, sorted, read from the
+/// directories rather than through JMX (cheap, and what counts for disk).
+pub fn snapshot_tags(data_dirs: &[PathBuf]) -> Result<Vec<String>, InventoryError> {
+    let mut tags = std::collections::BTreeSet::new();
+    for data_dir in data_dirs {
+        for keyspace in subdirectories(data_dir)? {
+            let keyspace_dir = data_dir.join(&keyspace);
+            for table_dir in subdirectories(&keyspace_dir)? {
+                let snapshots = keyspace_dir.join(&table_dir).join("snapshots");
+                tags.extend(subdirectories(&snapshots)?);
+            }
+        }
+    }
+    Ok(tags.into_iter().collect())
+}
+
 /// Names of the subdirectories of `dir` (none if it does not exist).
 fn subdirectories(dir: &Path) -> Result<Vec<String>, InventoryError> {
     let entries = match std::fs::read_dir(dir) {

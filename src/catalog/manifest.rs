@@ -106,6 +106,16 @@ pub struct NodeSummary {
     /// BLAKE3 of the node manifest's bytes: the backup manifest vouches for
     /// exactly that node manifest.
     pub manifest_blake3: String,
+    /// Files and bytes this node sent in this backup (the rest were
+    /// already stored).
+    #[serde(default)]
+    pub uploaded_files: u64,
+    #[serde(default)]
+    pub uploaded_bytes: u64,
+    /// Data bytes the agent read from disk to hash; 0 for a node whose
+    /// files were all known to its digest cache.
+    #[serde(default)]
+    pub read_bytes: u64,
 }
 
 /// The object whose presence makes a backup complete. Written last.
@@ -128,6 +138,8 @@ pub struct BackupManifest {
     pub bytes: u64,
     /// Bytes this backup uploaded (the rest was already stored).
     pub uploaded_bytes: u64,
+    #[serde(default)]
+    pub uploaded_files: u64,
 }
 
 impl Record for BackupManifest {

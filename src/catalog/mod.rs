@@ -2,19 +2,21 @@
 //!
 //! This module owns the storage format — the key layout ([`Layout`]) and
 //! the manifests, index and lock records as plain serde types
-//! ([`manifest`]). It does no I/O: the passes read and write these values
-//! through [`crate::storage::Store`]. `docs/storage-format.md` is the
+//! ([`manifest`]) — and [`Catalog`], which reads and writes them through
+//! a [`crate::storage::Store`] following the format's ordering rules. `docs/storage-format.md` is the
 //! specification; these types are its executable form, and the two must
 //! change together (bump [`FORMAT_VERSION`] for any incompatible change).
 
 mod layout;
 pub mod manifest;
+mod repo;
 
 pub use layout::Layout;
 pub use manifest::{
     BackupManifest, BackupStatus, FileEntry, Index, IndexEntry, LockRecord, NodeManifest,
     NodeSummary,
 };
+pub use repo::{Catalog, CatalogError, FoundBackup};
 
 /// Version of the storage format written by this build. Readers refuse
 /// manifests of a newer version instead of misreading them.

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{ConfigError, StorageConfig, optional, parse, required, unused, vars};
-use crate::cli::{BackupArgs, ClusterArgs, NodesArgs, RestoreArgs, RetentionArgs};
+use crate::cli::{
+    BackupArgs, ClusterArgs, NodesArgs, PassArgs, PurgeArgs, RestoreArgs, RetentionArgs,
+};
 
 /// Agent port on discovered pods when `KASSETTE_AGENT_PORT` is unset.
 pub const DEFAULT_AGENT_PORT: u16 = 7300;
@@ -204,6 +206,64 @@ impl Retention {
     }
 }
 
+/// How a coordinator pass paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassConfig {
+    /// Lease lifetime without renewal; renewed every third of it.
+    pub lock_ttl: Duration,
+    /// Interval between progress log lines.
+    pub progress_interval: Duration,
+}
+
+/// Default lease lifetime: long enough to ride out a slow storage request,
+/// short enough that a killed pass does not block the next night's run.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(15 * 60);
+/// Default interval between progress lines.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+impl PassConfig {
+    pub fn from_args(args: &PassArgs) -> Result<Self, ConfigError> {
+        let lock_ttl = optional(vars::LOCK_TTL, args.lock_ttl.as_deref(), |raw| {
+            let ttl = parse::duration(raw)?;
+            if ttl < Duration::from_secs(3) {
+                return Err("must be at least 3s (it is renewed every third of it)".into());
+            }
+            Ok(ttl)
+        })?;
+        Ok(Self {
+            lock_ttl: lock_ttl.unwrap_or(DEFAULT_LOCK_TTL),
+            progress_interval: optional(
+                vars::PROGRESS_INTERVAL,
+                args.progress_interval.as_deref(),
+                parse::duration,
+            )?
+            .unwrap_or(DEFAULT_PROGRESS_INTERVAL),
+        })
+    }
+}
+
+/// Everything `kassette purge` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeConfig {
+    pub dry_run: bool,
+    pub storage: StorageConfig,
+    pub cluster: ClusterConfig,
+    pub retention: Retention,
+    pub pass: PassConfig,
+}
+
+impl PurgeConfig {
+    pub fn from_args(args: &PurgeArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            dry_run: args.dry_run,
+            storage: StorageConfig::from_args(&args.storage)?,
+            cluster: ClusterConfig::from_args(&args.cluster)?,
+            retention: Retention::from_args(&args.retention)?,
+            pass: PassConfig::from_args(&args.pass)?,
+        })
+    }
+}
+
 /// Everything `kassette backup` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupConfig {
@@ -215,6 +275,9 @@ pub struct BackupConfig {
     pub cluster: ClusterConfig,
     pub nodes: NodesConfig,
     pub retention: Retention,
+    pub pass: PassConfig,
+    /// Where to push metrics, if anywhere.
+    pub pushgateway: Option<url::Url>,
 }
 
 impl BackupConfig {
@@ -232,6 +295,12 @@ impl BackupConfig {
             cluster: ClusterConfig::from_args(&args.cluster)?,
             nodes: NodesConfig::from_args(&args.nodes)?,
             retention: Retention::from_args(&args.retention)?,
+            pass: PassConfig::from_args(&args.pass)?,
+            pushgateway: optional(
+                vars::PUSHGATEWAY_URL,
+                args.pushgateway_url.as_deref(),
+                parse::http_url,
+            )?,
         })
     }
 }
@@ -254,6 +323,7 @@ pub struct RestoreConfig {
     pub storage: StorageConfig,
     pub cluster: ClusterConfig,
     pub nodes: NodesConfig,
+    pub pass: PassConfig,
 }
 
 impl RestoreConfig {
@@ -282,6 +352,7 @@ impl RestoreConfig {
             storage: StorageConfig::from_args(&args.storage)?,
             cluster: ClusterConfig::from_args(&args.cluster)?,
             nodes: NodesConfig::from_args(&args.nodes)?,
+            pass: PassConfig::from_args(&args.pass)?,
         })
     }
 }

@@ -77,6 +77,11 @@ impl AgentClient {
         self.call(Method::GET, "/v1/progress", None::<&()>).await
     }
 
+    /// Tags of the snapshots on the node's disks.
+    pub async fn snapshot_tags(&self) -> Result<Vec<String>, ClientError> {
+        self.call(Method::GET, "/v1/snapshots", None::<&()>).await
+    }
+
     pub async fn clear_snapshot(&self, tag: &str) -> Result<(), ClientError> {
         let response = self
             .send(Method::DELETE, &format!("/v1/snapshots/{tag}"), None::<&()>)

@@ -119,6 +119,11 @@ impl Lease {
         }
     }
 
+    /// How long the lease lasts without renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     pub fn record(&self) -> &LockRecord {
         &self.record
     }

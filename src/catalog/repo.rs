@@ -1,0 +1,270 @@
+//! Reading and writing the catalog's records through a [`Store`]: the one
+//! place that applies the read and write rules of `docs/storage-format.md`
+//! (backup manifest last, node manifests vouched for by their BLAKE3, the
+//! index as a rebuildable cache).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+
+use super::manifest::{FormatError, Record};
+use super::{BackupManifest, BackupStatus, Index, IndexEntry, Layout, NodeManifest};
+use crate::storage::{self, ObjectKey, PutMode, Store, digest_of};
+
+/// Why the catalog could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error("{key}: {source}")]
+    Format {
+        key: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("backup {name:?} does not exist")]
+    NoSuchBackup { name: String },
+    #[error("backup {name:?} is incomplete (no backup manifest): it cannot be used")]
+    Incomplete { name: String },
+    #[error("there is no complete backup yet")]
+    NoBackups,
+    #[error(
+        "node manifest {key} does not match the backup manifest (expected blake3 {expected}, got {actual})"
+    )]
+    ManifestMismatch {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// One datacenter's catalog in a store.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    layout: Layout,
+}
+
+/// A backup name found under `backups/`, complete or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundBackup {
+    pub name: String,
+    pub status: BackupStatus,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>, layout: Layout) -> Self {
+        Self { store, layout }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Writes a node manifest and returns the BLAKE3 of its exact bytes,
+    /// which the backup manifest records.
+    pub async fn put_node_manifest(&self, manifest: &NodeManifest) -> Result<String, CatalogError> {
+        let key = self
+            .layout
+            .node_manifest(&manifest.backup, &manifest.host_id)?;
+        let bytes = encode(manifest, &key)?;
+        let blake3 = digest_of(&bytes).blake3_hex();
+        self.store
+            .put_bytes(&key, bytes, PutMode::Overwrite)
+            .await?;
+        Ok(blake3)
+    }
+
+    /// Writes the backup manifest: from now on the backup is complete.
+    /// Create-if-absent, so two passes can never both commit one name.
+    pub async fn commit(&self, manifest: &BackupManifest) -> Result<(), CatalogError> {
+        let key = self.layout.backup_manifest(&manifest.name)?;
+        let bytes = encode(manifest, &key)?;
+        self.store.put_bytes(&key, bytes, PutMode::Create).await?;
+        Ok(())
+    }
+
+    /// Whether backup `name` has a backup manifest.
+    pub async fn is_complete(&self, name: &str) -> Result<bool, CatalogError> {
+        let key = self.layout.backup_manifest(name)?;
+        Ok(self.store.head(&key).await?.is_some())
+    }
+
+    /// The backup manifest of `name`; `latest` means the newest complete
+    /// backup. Names an incomplete backup as such.
+    pub async fn backup_manifest(&self, name: &str) -> Result<BackupManifest, CatalogError> {
+        let name = if name == "latest" {
+            self.index()
+                .await?
+                .latest()
+                .map(|e| e.name.clone())
+                .ok_or(CatalogError::NoBackups)?
+        } else {
+            name.to_string()
+        };
+        self.read_backup_manifest(name).await
+    }
+
+    /// The backup manifest of exactly `name`.
+    async fn read_backup_manifest(&self, name: String) -> Result<BackupManifest, CatalogError> {
+        let key = self.layout.backup_manifest(&name)?;
+        match self.store.get_bytes(&key).await {
+            Ok(bytes) => decode(&bytes, &key),
+            Err(storage::Error::NotFound { .. }) => {
+                let prefix = self.layout.backup_prefix(&name);
+                let mut under = self.store.list(&prefix);
+                if under.try_next().await?.is_some() {
+                    Err(CatalogError::Incomplete { name })
+                } else {
+                    Err(CatalogError::NoSuchBackup { name })
+                }
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The node manifests a backup manifest vouches for, each checked
+    /// against the BLAKE3 recorded for it.
+    pub async fn node_manifests(
+        &self,
+        backup: &BackupManifest,
+    ) -> Result<Vec<NodeManifest>, CatalogError> {
+        let mut manifests = Vec::with_capacity(backup.nodes.len());
+        for node in &backup.nodes {
+            let key = self.layout.node_manifest(&backup.name, &node.host_id)?;
+            let bytes = self.store.get_bytes(&key).await?;
+            let actual = digest_of(&bytes).blake3_hex();
+            if actual != node.manifest_blake3 {
+                return Err(CatalogError::ManifestMismatch {
+                    key: key.to_string(),
+                    expected: node.manifest_blake3.clone(),
+                    actual,
+                });
+            }
+            manifests.push(decode(&bytes, &key)?);
+        }
+        Ok(manifests)
+    }
+
+    /// The index; rebuilt from the backup manifests when it is missing.
+    pub async fn index(&self) -> Result<Index, CatalogError> {
+        let key = self.layout.index()?;
+        match self.store.get_bytes(&key).await {
+            Ok(bytes) => decode(&bytes, &key),
+            Err(storage::Error::NotFound { .. }) => self.rebuild_index().await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Reads every backup manifest and writes a fresh index (under the
+    /// lease).
+    pub async fn rebuild_index(&self) -> Result<Index, CatalogError> {
+        let mut entries = Vec::new();
+        for found in self.backups().await? {
+            if found.status == BackupStatus::Complete {
+                let manifest = self.read_backup_manifest(found.name).await?;
+                entries.push(IndexEntry::from(&manifest));
+            }
+        }
+        let index = Index::new(entries);
+        self.put_index(&index).await?;
+        Ok(index)
+    }
+
+    /// Adds one committed backup to the index (under the lease).
+    pub async fn add_to_index(&self, manifest: &BackupManifest) -> Result<Index, CatalogError> {
+        let mut entries = self.index().await?.backups;
+        entries.retain(|e| e.name != manifest.name);
+        entries.push(IndexEntry::from(manifest));
+        let index = Index::new(entries);
+        self.put_index(&index).await?;
+        Ok(index)
+    }
+
+    pub async fn put_index(&self, index: &Index) -> Result<(), CatalogError> {
+        let key = self.layout.index()?;
+        let bytes = encode(index, &key)?;
+        self.store
+            .put_bytes(&key, bytes, PutMode::Overwrite)
+            .await?;
+        Ok(())
+    }
+
+    /// Every backup name present under `backups/`, complete or not, by one
+    /// listing of the prefix.
+    pub async fn backups(&self) -> Result<Vec<FoundBackup>, CatalogError> {
+        let prefix = self.layout.backups_prefix();
+        let mut names = BTreeSet::new();
+        let mut complete = BTreeSet::new();
+        let mut listing = self.store.list(&prefix);
+        while let Some(object) = listing.try_next().await? {
+            let Some(rest) = object.key.as_str().strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((name, tail)) = rest.split_once('/') else {
+                continue;
+            };
+            names.insert(name.to_string());
+            if tail == "backup.json" {
+                complete.insert(name.to_string());
+            }
+        }
+        Ok(names
+            .into_iter()
+            .map(|name| FoundBackup {
+                status: if complete.contains(&name) {
+                    BackupStatus::Complete
+                } else {
+                    BackupStatus::Incomplete
+                },
+                name,
+            })
+            .collect())
+    }
+
+    /// Deletes backup `name`: its backup manifest first (it stops being
+    /// complete), then everything else under its prefix.
+    pub async fn delete_backup(&self, name: &str) -> Result<(), CatalogError> {
+        let manifest = self.layout.backup_manifest(name)?;
+        self.store
+            .delete_many(std::slice::from_ref(&manifest))
+            .await?;
+        let rest: Vec<ObjectKey> = self
+            .store
+            .list(&self.layout.backup_prefix(name))
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await?;
+        self.store.delete_many(&rest).await?;
+        Ok(())
+    }
+}
+
+fn encode<R: Record>(record: &R, key: &ObjectKey) -> Result<Bytes, CatalogError> {
+    record
+        .to_json()
+        .map(Bytes::from)
+        .map_err(|source| CatalogError::Format {
+            key: key.to_string(),
+            source,
+        })
+}
+
+fn decode<R: Record>(bytes: &[u8], key: &ObjectKey) -> Result<R, CatalogError> {
+    R::from_json(bytes).map_err(|source| CatalogError::Format {
+        key: key.to_string(),
+        source,
+    })
+}
+
+impl From<storage::InvalidKey> for CatalogError {
+    fn from(err: storage::InvalidKey) -> Self {
+        CatalogError::Storage(err.into())
+    }
+}

@@ -1,0 +1,218 @@
+//! The edge of each subcommand: run the pass, print its result for a
+//! human (or JSON with `--json`), and turn failures into [`Error`]s whose
+//! message is the whole cause chain.
+
+use std::time::Instant;
+
+use bytesize::ByteSize;
+
+use crate::Error;
+use crate::catalog::{BackupManifest, Catalog, Layout};
+use crate::config::{BackupConfig, ClusterConfig, PurgeConfig, StorageConfig};
+use crate::coordinator::{PassError, backup, inspect, metrics, purge};
+use crate::storage::{self, error_chain};
+
+fn failed(err: PassError) -> Error {
+    Error::Failed(error_chain(&err))
+}
+
+async fn open_catalog(storage: &StorageConfig, cluster: &ClusterConfig) -> Result<Catalog, Error> {
+    let store = storage::open(storage)
+        .await
+        .map_err(|e| Error::Failed(format!("storage: {}", error_chain(&e))))?;
+    let layout = Layout::new(&cluster.cluster, &cluster.datacenter)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(Catalog::new(store, layout))
+}
+
+/// `kassette backup`: the pass, its summary line, and metrics when a
+/// Pushgateway is configured.
+pub async fn backup(config: BackupConfig) -> Result<(), Error> {
+    let start = Instant::now();
+    let result = backup::run(&config).await;
+    if let Some(url) = &config.pushgateway {
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        let text = metrics::render(result.as_ref().map_err(|_| ()), start.elapsed(), now);
+        metrics::push(url, &config.cluster, text).await;
+    }
+    let outcome = result.map_err(failed)?;
+    let m = &outcome.manifest;
+    tracing::info!(
+        backup = %m.name,
+        nodes = m.nodes.len(),
+        files = m.files,
+        bytes = m.bytes,
+        uploaded_files = m.uploaded_files,
+        uploaded_bytes = m.uploaded_bytes,
+        read_bytes = outcome.read_bytes,
+        snapshot_skew_ms = m.snapshot_skew_ms,
+        duration_ms = outcome.duration.as_millis() as u64,
+        "backup complete"
+    );
+    println!(
+        "backup {} complete: {} nodes, {} files, {} (uploaded {} files, {}; read {} from disk), snapshot skew {} ms, {:.1} s",
+        m.name,
+        m.nodes.len(),
+        m.files,
+        ByteSize(m.bytes),
+        m.uploaded_files,
+        ByteSize(m.uploaded_bytes),
+        ByteSize(outcome.read_bytes),
+        m.snapshot_skew_ms,
+        outcome.duration.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `kassette list`: the index, one request however many backups.
+pub async fn list(storage: StorageConfig, cluster: ClusterConfig, json: bool) -> Result<(), Error> {
+    let catalog = open_catalog(&storage, &cluster).await?;
+    let index = catalog
+        .index()
+        .await
+        .map_err(|e| failed(PassError::from(e)))?;
+    if json {
+        print_json(&index.backups)?;
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<9} {:<25} {:<25} {:>5} {:>8} {:>10}",
+        "NAME", "STATUS", "STARTED", "FINISHED", "NODES", "FILES", "SIZE"
+    );
+    for e in &index.backups {
+        println!(
+            "{:<32} {:<9} {:<25} {:<25} {:>5} {:>8} {:>10}",
+            e.name,
+            "complete",
+            e.started_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            e.finished_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            e.nodes,
+            e.files,
+            ByteSize(e.bytes).to_string()
+        );
+    }
+    Ok(())
+}
+
+/// `kassette status NAME`: the backup manifest of one backup; exits 1 when
+/// the backup is incomplete or unknown.
+pub async fn status(
+    storage: StorageConfig,
+    cluster: ClusterConfig,
+    name: String,
+    json: bool,
+) -> Result<(), Error> {
+    let catalog = open_catalog(&storage, &cluster).await?;
+    let manifest = catalog
+        .backup_manifest(&name)
+        .await
+        .map_err(|e| failed(PassError::from(e)))?;
+    if json {
+        return print_json(&manifest);
+    }
+    print_summary(&manifest);
+    Ok(())
+}
+
+fn print_summary(m: &BackupManifest) {
+    println!("backup:    {} (complete)", m.name);
+    println!("cluster:   {} / {}", m.cluster, m.datacenter);
+    println!("started:   {}", m.started_at);
+    println!("finished:  {}", m.finished_at);
+    println!("keyspaces: {}", m.keyspaces.join(", "));
+    println!(
+        "size:      {} in {} files ({} uploaded by this backup)",
+        ByteSize(m.bytes),
+        m.files,
+        ByteSize(m.uploaded_bytes)
+    );
+    println!("skew:      {} ms", m.snapshot_skew_ms);
+    for n in &m.nodes {
+        println!(
+            "node:      {} {} rack {} — {} files, {}",
+            n.host_id,
+            n.address,
+            n.rack,
+            n.files,
+            ByteSize(n.bytes)
+        );
+    }
+}
+
+/// `kassette verify NAME [--deep]`: exits 1 naming every damaged object.
+pub async fn verify(
+    storage: StorageConfig,
+    cluster: ClusterConfig,
+    name: String,
+    deep: bool,
+    json: bool,
+) -> Result<(), Error> {
+    let concurrency = storage.limits.concurrency as usize;
+    let catalog = open_catalog(&storage, &cluster).await?;
+    let (manifest, report) = inspect::verify(&catalog, &name, deep, concurrency)
+        .await
+        .map_err(failed)?;
+    if json {
+        print_json(&serde_json::json!({
+            "backup": manifest.name,
+            "deep": deep,
+            "files": report.files,
+            "blobs": report.blobs,
+            "bytes": report.bytes,
+            "checked_bytes": report.checked_bytes,
+            "problems": report.problems,
+        }))?;
+    }
+    if !report.problems.is_empty() {
+        return Err(failed(PassError::Damaged(format!(
+            "backup {} is damaged: {} problem(s): {}",
+            manifest.name,
+            report.problems.len(),
+            inspect::first_lines(&report.problems)
+        ))));
+    }
+    if !json {
+        println!(
+            "backup {} verified{}: {} files, {} blobs, {}{}",
+            manifest.name,
+            if deep { " (deep)" } else { "" },
+            report.files,
+            report.blobs,
+            ByteSize(report.bytes),
+            if deep {
+                format!(", {} re-read and hashed", ByteSize(report.checked_bytes))
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `kassette purge [--dry-run]`.
+pub async fn purge(config: PurgeConfig) -> Result<(), Error> {
+    let report = purge::run(&config).await.map_err(failed)?;
+    let verb = if config.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    println!(
+        "purge {verb} {} expired backup(s) [{}], {} incomplete [{}], {} blobs ({}); {} backup(s) kept",
+        report.expired.len(),
+        report.expired.join(", "),
+        report.incomplete.len(),
+        report.incomplete.join(", "),
+        report.blobs,
+        ByteSize(report.blob_bytes),
+        report.kept
+    );
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Failed(format!("cannot print JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

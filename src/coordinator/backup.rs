@@ -1,0 +1,470 @@
+//! `kassette backup`: one coordinated pass over a datacenter.
+//!
+//! Order (see `docs/storage-format.md`, "Write order"):
+//!
+//! 1. discover the agents and check every node: agent answering, node in
+//!    the configured datacenter, every ring member of the datacenter
+//!    covered by an agent — refuse, naming the node, otherwise;
+//! 2. take the datacenter lease (renewed while the pass runs);
+//! 3. clear snapshots a killed pass left behind, then snapshot every node
+//!    concurrently with one tag and record the skew;
+//! 4. read the schema; every agent uploads the blobs the store lacks,
+//!    with progress logged at a steady interval;
+//! 5. check every referenced blob is present, write the node manifests,
+//!    then the backup manifest — the commit — then the index;
+//! 6. clear the snapshots on every node, whatever happened;
+//! 7. apply retention and collect garbage, still under the lease.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use futures::future::{join_all, try_join_all};
+use jiff::Timestamp;
+
+use super::client::AgentClient;
+use super::discovery::{AgentNode, discover};
+use super::lease::Lease;
+use super::{PassError, lease_owner, progress, purge, with_lease};
+use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
+use crate::cassandra::cql::{Cql, NodeTopology};
+use crate::catalog::{BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary};
+use crate::config::{BackupConfig, vars};
+use crate::storage;
+
+/// Prefix of every snapshot tag kassette takes; a snapshot with this
+/// prefix found at the start of a pass was left by a killed one.
+pub const TAG_PREFIX: &str = "kassette-";
+
+/// What a successful pass reports.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    pub manifest: BackupManifest,
+    /// Data bytes the agents read from disk to hash.
+    pub read_bytes: u64,
+    pub duration: std::time::Duration,
+    pub purge: Option<purge::PurgeReport>,
+}
+
+/// One node of the pass: its agent and what Cassandra says about it.
+struct Node {
+    agent: AgentNode,
+    client: AgentClient,
+    data_dirs: Vec<String>,
+    topology: NodeTopology,
+}
+
+impl Node {
+    fn failed(&self) -> impl Fn(super::client::ClientError) -> PassError + '_ {
+        |source| PassError::Node {
+            node: self.agent.name.clone(),
+            source,
+        }
+    }
+}
+
+/// Runs the pass. Exits with an error naming what failed; on success the
+/// backup is complete.
+pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
+    let start = Instant::now();
+    let started_at = Timestamp::now();
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(started_at));
+    let tag = format!("{TAG_PREFIX}{name}");
+    tracing::info!(backup = %name, cluster = %config.cluster.cluster, datacenter = %config.cluster.datacenter, "backup pass starting");
+
+    let token = read_token(config)?;
+    let found = discover(&config.nodes.discovery, &config.cluster).await?;
+    let cql_port = config.nodes.cql.port;
+    let contacts: Vec<SocketAddr> = found
+        .iter()
+        .map(|n| SocketAddr::new(n.ip, cql_port))
+        .collect();
+    let cql = Cql::connect(&contacts, &config.nodes.cql).await?;
+    let nodes = check_nodes(found, &token, &cql, config).await?;
+    let first = SocketAddr::new(nodes[0].agent.ip, cql_port);
+    let keyspaces = backup_keyspaces(&cql, first, config.keyspaces.as_deref()).await?;
+
+    let store = storage::open(&config.storage).await?;
+    let layout = Layout::new(&config.cluster.cluster, &config.cluster.datacenter)
+        .map_err(storage::Error::from)?;
+    let catalog = Catalog::new(store.clone(), layout.clone());
+    let mut lease = Lease::acquire(
+        store,
+        &layout,
+        &lease_owner(),
+        "backup",
+        config.pass.lock_ttl,
+    )
+    .await?;
+
+    let pass = Pass {
+        config,
+        name: &name,
+        tag: &tag,
+        started_at,
+        nodes: &nodes,
+        cql: &cql,
+        first,
+        keyspaces: &keyspaces,
+        catalog: &catalog,
+    };
+    let committed = with_lease(&mut lease, pass.snapshot_upload_commit()).await;
+    clear_snapshots(&nodes, &tag).await;
+    let result = match committed {
+        Ok((manifest, read_bytes)) => with_lease(&mut lease, pass.finish(manifest, read_bytes))
+            .await
+            .map(|(manifest, read_bytes, purge)| BackupOutcome {
+                manifest,
+                read_bytes,
+                duration: start.elapsed(),
+                purge,
+            }),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = lease.release().await {
+        tracing::warn!(error = %err, "could not release the lease; it expires on its own");
+    }
+    result
+}
+
+/// The default backup name: the pass's UTC start time, usable as a key
+/// segment and a snapshot tag (`2026-11-25T02-00-00Z`).
+pub fn default_name(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H-%M-%SZ").to_string()
+}
+
+fn read_token(config: &BackupConfig) -> Result<String, PassError> {
+    let path = &config.nodes.agent_token_file;
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| {
+            PassError::Failed(format!(
+                "{}: {}: {e}",
+                vars::AGENT_TOKEN_FILE,
+                path.display()
+            ))
+        })
+}
+
+/// Asks every agent and every node who it is, and refuses a datacenter
+/// that is not whole: an agent that does not answer, a node of another
+/// datacenter, two agents on one node, or a ring member without an agent.
+async fn check_nodes(
+    found: Vec<AgentNode>,
+    token: &str,
+    cql: &Cql,
+    config: &BackupConfig,
+) -> Result<Vec<Node>, PassError> {
+    let datacenter = &config.cluster.datacenter;
+    let port = config.nodes.cql.port;
+    let nodes = try_join_all(found.into_iter().map(|agent| async move {
+        let client = AgentClient::new(&agent.agent, token);
+        let info = client.node_info().await.map_err(|source| PassError::Node {
+            node: agent.name.clone(),
+            source,
+        })?;
+        let topology = cql
+            .node(SocketAddr::new(agent.ip, port))
+            .await
+            .map_err(|e| {
+                PassError::Refused(format!(
+                    "node {}: Cassandra is not answering: {e}",
+                    agent.name
+                ))
+            })?;
+        if &topology.datacenter != datacenter {
+            return Err(PassError::Refused(format!(
+                "node {} is in datacenter {:?}, not {datacenter:?} ({})",
+                agent.name,
+                topology.datacenter,
+                vars::DATACENTER
+            )));
+        }
+        Ok(Node {
+            agent,
+            client,
+            data_dirs: info.data_dirs,
+            topology,
+        })
+    }))
+    .await?;
+    let mut seen = BTreeSet::new();
+    for node in &nodes {
+        if !seen.insert(node.topology.host_id) {
+            return Err(PassError::Refused(format!(
+                "two agents reach the same Cassandra node {} (host id {})",
+                node.agent.ip, node.topology.host_id
+            )));
+        }
+    }
+    let members = cql
+        .datacenter_members(SocketAddr::new(nodes[0].agent.ip, port), datacenter)
+        .await?;
+    let missing: Vec<String> = members
+        .iter()
+        .filter(|m| !seen.contains(&m.host_id))
+        .map(|m| format!("{} (host id {})", m.address, m.host_id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(PassError::Refused(format!(
+            "datacenter {datacenter} has nodes without an agent: {}; a backup must cover every node",
+            missing.join(", ")
+        )));
+    }
+    tracing::info!(
+        nodes = nodes.len(),
+        "every node of the datacenter is up and has an agent"
+    );
+    Ok(nodes)
+}
+
+/// The keyspaces the backup covers: the configured ones (which must
+/// exist), or every user keyspace.
+async fn backup_keyspaces(
+    cql: &Cql,
+    node: SocketAddr,
+    wanted: Option<&[String]>,
+) -> Result<Vec<String>, PassError> {
+    let existing = cql.user_keyspaces(node).await?;
+    let Some(wanted) = wanted else {
+        return Ok(existing);
+    };
+    if let Some(missing) = wanted.iter().find(|k| !existing.contains(k)) {
+        return Err(PassError::Refused(format!(
+            "{}: keyspace {missing:?} does not exist (user keyspaces: {})",
+            vars::KEYSPACES,
+            existing.join(", ")
+        )));
+    }
+    Ok(wanted.to_vec())
+}
+
+/// Asks every node to remove snapshot `tag`; failures are logged, not
+/// fatal (the next pass clears leftovers).
+async fn clear_snapshots(nodes: &[Node], tag: &str) {
+    let results = join_all(nodes.iter().map(|n| n.client.clear_snapshot(tag))).await;
+    for (node, result) in nodes.iter().zip(results) {
+        match result {
+            Ok(()) => tracing::info!(node = %node.agent.name, %tag, "snapshot cleared"),
+            Err(err) => {
+                tracing::warn!(node = %node.agent.name, %tag, error = %err, "could not clear the snapshot; the next pass will")
+            }
+        }
+    }
+}
+
+/// Clears every kassette snapshot present on the nodes: under the lease no
+/// other pass is running, so they are leftovers of a killed one.
+async fn clear_stale_snapshots(nodes: &[Node]) -> Result<(), PassError> {
+    for node in nodes {
+        let tags = node.client.snapshot_tags().await.map_err(node.failed())?;
+        for tag in tags.iter().filter(|t| t.starts_with(TAG_PREFIX)) {
+            tracing::warn!(node = %node.agent.name, %tag, "clearing a snapshot left by an earlier pass");
+            node.client
+                .clear_snapshot(tag)
+                .await
+                .map_err(node.failed())?;
+        }
+    }
+    Ok(())
+}
+
+/// The steps that run under the lease.
+struct Pass<'a> {
+    config: &'a BackupConfig,
+    name: &'a str,
+    tag: &'a str,
+    started_at: Timestamp,
+    nodes: &'a [Node],
+    cql: &'a Cql,
+    first: SocketAddr,
+    keyspaces: &'a [String],
+    catalog: &'a Catalog,
+}
+
+impl Pass<'_> {
+    /// Snapshot, upload and commit; returns the committed manifest and
+    /// the bytes the agents read to hash.
+    async fn snapshot_upload_commit(&self) -> Result<(BackupManifest, u64), PassError> {
+        if self.catalog.is_complete(self.name).await? {
+            return Err(PassError::Refused(format!(
+                "backup {:?} already exists and is complete; choose another {}",
+                self.name,
+                vars::BACKUP_NAME
+            )));
+        }
+        clear_stale_snapshots(self.nodes).await?;
+        let taken = self.snapshot_all().await?;
+        let schema_cql = self.cql.describe(self.first, self.keyspaces).await?;
+        let reports = self.upload_all().await?;
+        let manifests: Vec<NodeManifest> = self
+            .nodes
+            .iter()
+            .zip(&taken)
+            .zip(&reports)
+            .map(|((node, taken), report)| self.node_manifest(node, taken, report))
+            .collect();
+        super::inspect::check_presence(self.catalog, &manifests).await?;
+        let mut summaries = Vec::with_capacity(manifests.len());
+        for ((manifest, report), node) in manifests.iter().zip(&reports).zip(self.nodes) {
+            let manifest_blake3 = self.catalog.put_node_manifest(manifest).await?;
+            summaries.push(NodeSummary {
+                host_id: manifest.host_id,
+                address: node.agent.ip.to_string(),
+                rack: manifest.rack.clone(),
+                snapshot_at: manifest.snapshot_at,
+                files: manifest.files.len() as u64,
+                bytes: manifest.bytes(),
+                manifest_blake3,
+                uploaded_files: report.uploaded_files,
+                uploaded_bytes: report.uploaded_bytes,
+                read_bytes: report.hashed_bytes,
+            });
+        }
+        let manifest = BackupManifest {
+            format_version: FORMAT_VERSION,
+            name: self.name.to_string(),
+            cluster: self.config.cluster.cluster.clone(),
+            datacenter: self.config.cluster.datacenter.clone(),
+            kassette_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at,
+            finished_at: Timestamp::now(),
+            snapshot_skew_ms: skew_ms(&taken),
+            schema_cql,
+            keyspaces: self.keyspaces.to_vec(),
+            files: summaries.iter().map(|s| s.files).sum(),
+            bytes: summaries.iter().map(|s| s.bytes).sum(),
+            uploaded_bytes: summaries.iter().map(|s| s.uploaded_bytes).sum(),
+            uploaded_files: summaries.iter().map(|s| s.uploaded_files).sum(),
+            nodes: summaries,
+        };
+        self.catalog.commit(&manifest).await?;
+        tracing::info!(backup = %self.name, "backup manifest written: the backup is complete");
+        let read_bytes = reports.iter().map(|r| r.hashed_bytes).sum();
+        Ok((manifest, read_bytes))
+    }
+
+    /// Flush + snapshot on every node at once, as close together as the
+    /// nodes allow.
+    async fn snapshot_all(&self) -> Result<Vec<SnapshotTaken>, PassError> {
+        let request = SnapshotRequest {
+            tag: self.tag.to_string(),
+            keyspaces: self.config.keyspaces.clone().unwrap_or_default(),
+        };
+        let taken = try_join_all(self.nodes.iter().map(|node| {
+            let request = &request;
+            async move { node.client.snapshot(request).await.map_err(node.failed()) }
+        }))
+        .await?;
+        for (node, snapshot) in self.nodes.iter().zip(&taken) {
+            tracing::info!(node = %node.agent.name, at = %snapshot.snapshot_at, files = snapshot.files, bytes = snapshot.bytes, "snapshot taken");
+        }
+        tracing::info!(tag = %self.tag, skew_ms = skew_ms(&taken), "every node snapshotted");
+        Ok(taken)
+    }
+
+    /// Every agent uploads what the store lacks, all at once; the first
+    /// failure cancels the others (their requests are dropped).
+    async fn upload_all(&self) -> Result<Vec<UploadReport>, PassError> {
+        let request = UploadRequest {
+            tag: self.tag.to_string(),
+            cluster: self.config.cluster.cluster.clone(),
+            datacenter: self.config.cluster.datacenter.clone(),
+        };
+        let uploads = try_join_all(self.nodes.iter().map(|node| {
+            let request = &request;
+            async move { node.client.upload(request).await.map_err(node.failed()) }
+        }));
+        let clients = self.nodes.iter().map(|n| n.client.clone()).collect();
+        tokio::select! {
+            reports = uploads => reports,
+            () = progress::log_forever("upload", clients, self.config.pass.progress_interval) => {
+                Err(PassError::Failed("progress reporting stopped".into()))
+            }
+        }
+    }
+
+    fn node_manifest(
+        &self,
+        node: &Node,
+        taken: &SnapshotTaken,
+        report: &UploadReport,
+    ) -> NodeManifest {
+        NodeManifest {
+            format_version: FORMAT_VERSION,
+            backup: self.name.to_string(),
+            cluster: self.config.cluster.cluster.clone(),
+            datacenter: self.config.cluster.datacenter.clone(),
+            rack: node.topology.rack.clone(),
+            host_id: node.topology.host_id,
+            address: node.agent.ip.to_string(),
+            tokens: node.topology.tokens.clone(),
+            cassandra_version: node.topology.release_version.clone(),
+            snapshot_tag: self.tag.to_string(),
+            snapshot_at: taken.snapshot_at,
+            data_dirs: node.data_dirs.clone(),
+            files: report.files.clone(),
+        }
+    }
+
+    /// After the commit: the index, then retention.
+    async fn finish(
+        &self,
+        manifest: BackupManifest,
+        read_bytes: u64,
+    ) -> Result<(BackupManifest, u64, Option<purge::PurgeReport>), PassError> {
+        self.catalog.add_to_index(&manifest).await?;
+        let retention = self.config.retention;
+        let purged = if retention.keep_last.is_some() || retention.max_age.is_some() {
+            Some(purge::purge(self.catalog, &retention, false).await?)
+        } else {
+            None
+        };
+        Ok((manifest, read_bytes, purged))
+    }
+}
+
+/// Latest minus earliest snapshot time, in milliseconds.
+fn skew_ms(taken: &[SnapshotTaken]) -> u64 {
+    let times = taken.iter().map(|t| t.snapshot_at);
+    match (times.clone().min(), times.max()) {
+        (Some(first), Some(last)) => last
+            .duration_since(first)
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_valid_backup_names_and_tags() {
+        let name = default_name("2026-11-25T02:00:07.5Z".parse().unwrap());
+        assert_eq!(name, "2026-11-25T02-00-07Z");
+        assert!(crate::config::parse::backup_name(&name).is_ok());
+    }
+
+    #[test]
+    fn skew_is_latest_minus_earliest() {
+        let at = |t: &str| SnapshotTaken {
+            tag: "t".into(),
+            snapshot_at: t.parse().unwrap(),
+            files: 0,
+            bytes: 0,
+        };
+        let taken = [
+            at("2026-11-25T02:00:01.200Z"),
+            at("2026-11-25T02:00:01.000Z"),
+            at("2026-11-25T02:00:01.450Z"),
+        ];
+        assert_eq!(skew_ms(&taken), 450);
+        assert_eq!(skew_ms(&[]), 0);
+    }
+}
