@@ -54,7 +54,8 @@ pub struct UploadReport {
     /// Files and bytes sent now (the rest were already stored).
     pub uploaded_files: u64,
     pub uploaded_bytes: u64,
-    /// Data bytes read from disk to hash (0 for an unchanged node).
+    /// Data bytes read from disk to hash (0 for an unchanged node; the
+    /// snapshot's own `manifest.json` / `schema.cql` are not data).
     pub hashed_bytes: u64,
 }
 

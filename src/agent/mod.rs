@@ -213,11 +213,20 @@ async fn node_info(State(state): State<AgentState>) -> Json<NodeInfo> {
     })
 }
 
-/// Snapshot tags become directory names: same rules as backup names.
+/// Snapshot tags become directory names: letters, digits, `.`, `_`, `-`,
+/// starting alphanumeric, at most 200 characters (a backup name plus the
+/// coordinator's prefix).
 fn check_tag(tag: &str) -> Result<(), AgentError> {
-    crate::config::parse::backup_name(tag)
-        .map(|_| ())
-        .map_err(AgentError::BadRequest)
+    let ok = (1..=200).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::BadRequest(format!("{tag:?} is not a snapshot tag")))
+    }
 }
 
 async fn take_snapshot(

@@ -64,7 +64,7 @@ pub(super) async fn run(
 }
 
 /// Inventory and digests of snapshot `tag`; returns the files with their
-/// digests and how many bytes had to be read to compute them.
+/// digests and how many data bytes had to be read to compute them.
 async fn hash_snapshot(
     state: &AgentState,
     tag: &str,
@@ -81,10 +81,15 @@ async fn hash_snapshot(
         }
         let mut cache = DigestCache::open(&cache_path);
         let mut hashed = Vec::with_capacity(files.len());
+        let mut data_read = 0;
         for file in files {
+            let before = cache.bytes_read;
             let digest = cache
                 .digest(&file.absolute, file.identity)
                 .map_err(|e| AgentError::Failed(format!("hashing {}: {e}", file.absolute.display())))?;
+            if !is_snapshot_metadata(&file.path) {
+                data_read += cache.bytes_read - before;
+            }
             hashed.push((file, digest));
         }
         let live: Vec<_> = hashed.iter().map(|(f, _)| f.identity).collect();
@@ -92,10 +97,17 @@ async fn hash_snapshot(
             // Only costs a re-read next time.
             tracing::warn!(path = %cache_path.display(), error = %e, "could not save the digest cache");
         }
-        Ok((hashed, cache.bytes_read))
+        Ok((hashed, data_read))
     })
     .await
     .map_err(|e| AgentError::Failed(e.to_string()))?
+}
+
+/// Cassandra writes `manifest.json` and `schema.cql` afresh into every
+/// snapshot directory; they are small and new each time, so they are not
+/// counted as data read (an unchanged node reads zero *data* bytes).
+fn is_snapshot_metadata(path: &str) -> bool {
+    matches!(path, "manifest.json" | "schema.cql")
 }
 
 /// Uploads every file whose blob is missing; returns, per file, whether it

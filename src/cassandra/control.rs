@@ -40,11 +40,16 @@ impl Nodetool {
     }
 
     /// Flushes memtables of `keyspaces` (all when empty) to SSTables, so the
-    /// snapshot holds every acknowledged write.
+    /// snapshot holds every acknowledged write. `nodetool flush` takes one
+    /// keyspace (further words are its tables), hence one call each.
     pub async fn flush(&self, keyspaces: &[String]) -> Result<(), ControlError> {
-        let mut args = vec!["flush".to_string()];
-        args.extend(keyspaces.iter().cloned());
-        self.run(&args).await.map(|_| ())
+        if keyspaces.is_empty() {
+            return self.run(&["flush".to_string()]).await.map(|_| ());
+        }
+        for keyspace in keyspaces {
+            self.run(&["flush".to_string(), keyspace.clone()]).await?;
+        }
+        Ok(())
     }
 
     /// Takes snapshot `tag` of `keyspaces` (all when empty).

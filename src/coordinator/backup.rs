@@ -29,12 +29,40 @@ use super::{PassError, lease_owner, progress, purge, with_lease};
 use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
 use crate::cassandra::cql::{Cql, NodeTopology};
 use crate::catalog::{BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary};
-use crate::config::{BackupConfig, vars};
+use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
 use crate::storage;
 
-/// Prefix of every snapshot tag kassette takes; a snapshot with this
-/// prefix found at the start of a pass was left by a killed one.
+/// Prefix of every snapshot tag kassette takes.
 pub const TAG_PREFIX: &str = "kassette-";
+
+/// The snapshot tag of backup `name`: `kassette-<catalog id>-<name>`. The
+/// catalog id (8 hex digits of a hash of the store location, prefix,
+/// cluster and datacenter) ties a snapshot to one catalog: under that
+/// catalog's lease no other pass of it runs, so its tags found on a node
+/// are leftovers of a killed pass — while a pass of another catalog (a
+/// second schedule to another bucket) keeps its snapshots.
+pub fn snapshot_tag(storage: &StorageConfig, cluster: &ClusterConfig, name: &str) -> String {
+    format!("{}{name}", catalog_tag_prefix(storage, cluster))
+}
+
+fn catalog_tag_prefix(storage: &StorageConfig, cluster: &ClusterConfig) -> String {
+    let location = match &storage.backend {
+        Backend::S3 {
+            bucket, endpoint, ..
+        } => format!(
+            "s3|{}|{bucket}",
+            endpoint.as_ref().map(url::Url::as_str).unwrap_or_default()
+        ),
+        Backend::Gcs { bucket, .. } => format!("gcs|{bucket}"),
+        Backend::Local { root } => format!("local|{}", root.display()),
+    };
+    let identity = format!(
+        "{location}|{}|{}|{}",
+        storage.prefix, cluster.cluster, cluster.datacenter
+    );
+    let hash = blake3::hash(identity.as_bytes()).to_hex();
+    format!("{TAG_PREFIX}{}-", &hash[..8])
+}
 
 /// What a successful pass reports.
 #[derive(Debug, Clone)]
@@ -72,7 +100,7 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
         .name
         .clone()
         .unwrap_or_else(|| default_name(started_at));
-    let tag = format!("{TAG_PREFIX}{name}");
+    let tag = snapshot_tag(&config.storage, &config.cluster, &name);
     tracing::info!(backup = %name, cluster = %config.cluster.cluster, datacenter = %config.cluster.datacenter, "backup pass starting");
 
     let token = read_token(config)?;
@@ -256,12 +284,13 @@ async fn clear_snapshots(nodes: &[Node], tag: &str) {
     }
 }
 
-/// Clears every kassette snapshot present on the nodes: under the lease no
-/// other pass is running, so they are leftovers of a killed one.
-async fn clear_stale_snapshots(nodes: &[Node]) -> Result<(), PassError> {
+/// Clears every snapshot of this catalog present on the nodes: under the
+/// lease no other pass of it is running, so they are leftovers of a killed
+/// one.
+async fn clear_stale_snapshots(nodes: &[Node], prefix: &str) -> Result<(), PassError> {
     for node in nodes {
         let tags = node.client.snapshot_tags().await.map_err(node.failed())?;
-        for tag in tags.iter().filter(|t| t.starts_with(TAG_PREFIX)) {
+        for tag in tags.iter().filter(|t| t.starts_with(prefix)) {
             tracing::warn!(node = %node.agent.name, %tag, "clearing a snapshot left by an earlier pass");
             node.client
                 .clear_snapshot(tag)
@@ -296,7 +325,8 @@ impl Pass<'_> {
                 vars::BACKUP_NAME
             )));
         }
-        clear_stale_snapshots(self.nodes).await?;
+        let prefix = catalog_tag_prefix(&self.config.storage, &self.config.cluster);
+        clear_stale_snapshots(self.nodes, &prefix).await?;
         let taken = self.snapshot_all().await?;
         let schema_cql = self.cql.describe(self.first, self.keyspaces).await?;
         let reports = self.upload_all().await?;

@@ -7,6 +7,8 @@
 //! a silent skip.
 #![allow(dead_code)]
 
+pub mod dc;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,0 +1,522 @@
+//! End to end: `kassette backup` (and list / status / verify / purge) as
+//! processes, against the real 3-node cluster with one real agent process
+//! per node, on the real S3-compatible server, the GCS emulator and a local
+//! directory.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::dc::{Datacenter, StoreKind, assert_success, backup_name, nodetool_everywhere, text};
+use common::{cql_cluster, create_keyspace, setting};
+use kassette::catalog::{BackupManifest, Catalog, Layout, NodeManifest};
+use kassette::coordinator::client::AgentClient;
+use kassette::storage::PutMode;
+use scylla::client::session::Session;
+
+/// Keyspaces of one test: a users table with a secondary index and
+/// payloads, an events table with clustering rows, and a second keyspace.
+struct Dataset {
+    main: String,
+    other: String,
+}
+
+impl Dataset {
+    async fn create(session: &Session) -> Self {
+        let main = create_keyspace(session, "bk_").await;
+        let other = create_keyspace(session, "bk2_").await;
+        for ddl in [
+            format!("CREATE TABLE {main}.users (id int PRIMARY KEY, email text, payload blob)"),
+            format!("CREATE INDEX users_by_email ON {main}.users (email)"),
+            format!(
+                "CREATE TABLE {main}.events (day int, seq int, body text, PRIMARY KEY (day, seq))"
+            ),
+            format!("CREATE TABLE {other}.items (id int PRIMARY KEY, v text)"),
+        ] {
+            session.query_unpaged(ddl, ()).await.expect("create schema");
+        }
+        Self { main, other }
+    }
+
+    fn keyspaces(&self) -> [&str; 2] {
+        [&self.main, &self.other]
+    }
+
+    /// Writes rows `from..to` into every table; `payload` bytes each.
+    async fn write(&self, session: &Session, from: i32, to: i32, payload: usize) {
+        let users = session
+            .prepare(format!(
+                "INSERT INTO {}.users (id, email, payload) VALUES (?, ?, ?)",
+                self.main
+            ))
+            .await
+            .unwrap();
+        let events = session
+            .prepare(format!(
+                "INSERT INTO {}.events (day, seq, body) VALUES (?, ?, ?)",
+                self.main
+            ))
+            .await
+            .unwrap();
+        let items = session
+            .prepare(format!("INSERT INTO {}.items (id, v) VALUES (?, ?)", self.other))
+            .await
+            .unwrap();
+        for id in from..to {
+            let blob = incompressible(id as u64, payload);
+            let email = format!("user{id}@example.com");
+            session
+                .execute_unpaged(&users, (id, email, blob))
+                .await
+                .unwrap();
+            session
+                .execute_unpaged(&events, (id % 7, id, format!("event {id}")))
+                .await
+                .unwrap();
+            session
+                .execute_unpaged(&items, (id, format!("item {id}")))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn flush(&self) {
+        for keyspace in self.keyspaces() {
+            nodetool_everywhere(&["flush", keyspace]);
+        }
+    }
+}
+
+/// Bytes that SSTable compression cannot shrink (xorshift from `seed`),
+/// so the data on disk is as large as the test means it to be.
+fn incompressible(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn catalog_of(dc: &Datacenter, store: std::sync::Arc<dyn kassette::storage::Store>) -> Catalog {
+    let layout = Layout::new(
+        &setting("KASSETTE_TEST_CASSANDRA_CLUSTER"),
+        &setting("KASSETTE_TEST_CASSANDRA_DC"),
+    )
+    .unwrap();
+    let _ = dc;
+    Catalog::new(store, layout)
+}
+
+async fn manifests(dc: &Datacenter, name: &str) -> (BackupManifest, Vec<NodeManifest>) {
+    let catalog = catalog_of(dc, dc.store().await);
+    let backup = catalog.backup_manifest(name).await.expect("backup manifest");
+    let nodes = catalog.node_manifests(&backup).await.expect("node manifests");
+    (backup, nodes)
+}
+
+fn is_metadata(path: &str) -> bool {
+    path == "manifest.json" || path == "schema.cql"
+}
+
+/// The main path on one store: full backup, `verify --deep`, an unchanged
+/// re-run that sends and reads no data, then a differential backup that
+/// sends only the new SSTables.
+async fn full_then_differential(kind: StoreKind) {
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    data.write(&session, 0, 300, 512).await;
+    data.flush();
+    data.write(&session, 300, 600, 512).await;
+    let dc = Datacenter::start(kind, &[]).await;
+
+    let first = backup_name("full-");
+    let out = dc.backup(&first, &data.keyspaces()).await;
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains(&format!("backup {first} complete: 3 nodes")), "{summary}");
+    let verified = dc
+        .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &first)])
+        .await;
+    assert_success(&verified, "verify --deep");
+    assert!(text(&verified).contains("verified (deep)"), "{}", text(&verified));
+
+    let (backup, nodes) = manifests(&dc, &first).await;
+    assert_eq!(backup.nodes.len(), 3);
+    let mut keyspaces = backup.keyspaces.clone();
+    keyspaces.sort();
+    let mut expected: Vec<String> = data.keyspaces().iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(keyspaces, expected);
+    assert!(backup.schema_cql.contains("CREATE INDEX users_by_email"), "{}", backup.schema_cql);
+    assert!(backup.schema_cql.contains(&format!("CREATE TABLE {}.items", data.other)));
+    for node in &nodes {
+        assert!(!node.tokens.is_empty(), "{} has no tokens", node.address);
+        let tables: BTreeSet<&str> = node.files.iter().map(|f| f.table.as_str()).collect();
+        assert_eq!(tables, BTreeSet::from(["events", "items", "users"]), "{}", node.address);
+        // Several SSTables per table: the test flushed once, the pass again.
+        let users_data = node
+            .files
+            .iter()
+            .filter(|f| f.table == "users" && f.path.ends_with("Data.db") && !f.path.starts_with('.'))
+            .count();
+        assert!(users_data >= 2, "{} has {users_data} users SSTables", node.address);
+        assert!(
+            node.files.iter().any(|f| f.path.starts_with(".users_by_email/")),
+            "{}: no secondary index files",
+            node.address
+        );
+    }
+    let tokens: HashSet<&String> = nodes.iter().flat_map(|n| &n.tokens).collect();
+    assert_eq!(tokens.len(), nodes.iter().map(|n| n.tokens.len()).sum::<usize>(), "tokens are per node");
+    // The JBOD node: both data directories contributed files.
+    let jbod = nodes.iter().find(|n| n.data_dirs.len() == 2).expect("the JBOD node");
+    let dirs: BTreeSet<u32> = jbod.files.iter().map(|f| f.data_dir).collect();
+    assert_eq!(dirs, BTreeSet::from([0, 1]), "JBOD node files by data dir");
+
+    // Unchanged: nothing read, only Cassandra's fresh snapshot metadata sent.
+    let second = backup_name("same-");
+    dc.backup(&second, &data.keyspaces()).await;
+    let (again, again_nodes) = manifests(&dc, &second).await;
+    for node in &again.nodes {
+        assert_eq!(node.read_bytes, 0, "unchanged node {} re-read data", node.address);
+    }
+    let known: HashSet<[u8; 32]> = nodes
+        .iter()
+        .flat_map(|n| n.files.iter().map(|f| f.digest.blake3))
+        .collect();
+    for node in &again_nodes {
+        for file in node.files.iter().filter(|f| !known.contains(&f.digest.blake3)) {
+            assert!(is_metadata(&file.path), "unchanged {} changed: {}", node.address, file.path);
+        }
+    }
+
+    // Differential: new rows, flushed; only new files go up.
+    data.write(&session, 600, 900, 512).await;
+    let third = backup_name("diff-");
+    dc.backup(&third, &data.keyspaces()).await;
+    let (diff, diff_nodes) = manifests(&dc, &third).await;
+    let known: HashSet<[u8; 32]> = known
+        .into_iter()
+        .chain(again_nodes.iter().flat_map(|n| n.files.iter().map(|f| f.digest.blake3)))
+        .collect();
+    let new_bytes: u64 = diff_nodes
+        .iter()
+        .flat_map(|n| &n.files)
+        .filter(|f| !known.contains(&f.digest.blake3))
+        .map(|f| f.digest.size)
+        .sum();
+    let new_data_bytes: u64 = diff_nodes
+        .iter()
+        .flat_map(|n| &n.files)
+        .filter(|f| !known.contains(&f.digest.blake3) && !is_metadata(&f.path))
+        .map(|f| f.digest.size)
+        .sum();
+    assert!(new_data_bytes > 0, "the writes made no new SSTables");
+    assert!(diff.uploaded_bytes > 0);
+    assert!(
+        diff.uploaded_bytes <= new_bytes,
+        "uploaded {} bytes but only {new_bytes} are new",
+        diff.uploaded_bytes
+    );
+    assert!(diff.uploaded_bytes < diff.bytes, "{} of {}", diff.uploaded_bytes, diff.bytes);
+    // Data read to hash: exactly the SSTable files that did not exist at the
+    // previous backup (by node and path; some new files repeat old content,
+    // like TOC.txt, and are still read once).
+    let old_files: HashSet<_> = again_nodes
+        .iter()
+        .flat_map(|n| n.files.iter().map(move |f| (n.host_id, f.data_dir, &f.table_id, &f.path)))
+        .collect();
+    let new_file_bytes: u64 = diff_nodes
+        .iter()
+        .flat_map(|n| n.files.iter().map(move |f| (n.host_id, f)))
+        .filter(|(host, f)| !is_metadata(&f.path) && !old_files.contains(&(*host, f.data_dir, &f.table_id, &f.path)))
+        .map(|(_, f)| f.digest.size)
+        .sum();
+    let read: u64 = diff.nodes.iter().map(|n| n.read_bytes).sum();
+    assert_eq!(read, new_file_bytes, "data read to hash should be exactly the new SSTables");
+    assert_success(
+        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &third)]).await,
+        "verify --deep of the differential backup",
+    );
+
+    // The index lists the three, oldest first; `latest` is the last.
+    let listed = dc.kassette(&["list", "--json"], &[]).await;
+    assert_success(&listed, "list");
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [first.as_str(), second.as_str(), third.as_str()]);
+    let latest = dc.manifest("latest").await;
+    assert_eq!(latest["name"], third.as_str());
+
+    // Snapshots are cleared on every node.
+    for node in 1..=3 {
+        let left: Vec<String> = common::dc::snapshot_tags(node)
+            .into_iter()
+            .filter(|t| t.contains(&first) || t.contains(&second) || t.contains(&third))
+            .collect();
+        assert!(left.is_empty(), "node {node} kept snapshots {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_full_and_differential_backups() {
+    full_then_differential(StoreKind::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_full_and_differential_backups() {
+    full_then_differential(StoreKind::Gcs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_full_and_differential_backups() {
+    full_then_differential(StoreKind::Local).await;
+}
+
+/// A damaged store is caught: a deleted blob by `verify`, an altered one
+/// (same size) by `verify --deep`, each naming the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_missing_and_altered_blobs() {
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    data.write(&session, 0, 100, 256).await;
+    let dc = Datacenter::start(StoreKind::S3, &[]).await;
+    let name = backup_name("dmg-");
+    dc.backup(&name, &data.keyspaces()).await;
+    let (_, nodes) = manifests(&dc, &name).await;
+    let store = dc.store().await;
+    let catalog = catalog_of(&dc, store.clone());
+    let data_files: Vec<_> = nodes[0]
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with("Data.db") && f.digest.size > 16)
+        .collect();
+    let (gone, altered) = (data_files[0], data_files[1]);
+    let gone_key = catalog.layout().blob(&gone.digest).unwrap();
+    let altered_key = catalog.layout().blob(&altered.digest).unwrap();
+
+    store.delete_many(std::slice::from_ref(&gone_key)).await.unwrap();
+    let out = dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&format!("{gone_key}: missing")), "{}", text(&out));
+
+    // Put zeros of the right size back, and flip one byte of another blob:
+    // sizes match, so only a deep verify can tell.
+    let bytes = store.get_bytes(&altered_key).await.unwrap();
+    let mut flipped = bytes.to_vec();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    store
+        .put_bytes(&altered_key, Bytes::from(flipped), PutMode::Overwrite)
+        .await
+        .unwrap();
+    let same_size = Bytes::from(vec![0u8; gone.digest.size as usize]);
+    store.put_bytes(&gone_key, same_size, PutMode::Overwrite).await.unwrap();
+    let shallow = dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    assert_success(&shallow, "verify (sizes match)");
+    let deep = dc
+        .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &name)])
+        .await;
+    assert_eq!(deep.status.code(), Some(1), "{}", text(&deep));
+    let report = text(&deep);
+    assert!(report.contains(altered_key.as_str()), "{report}");
+    assert!(report.contains(gone_key.as_str()), "{report}");
+    assert!(report.contains("does not match its checksum"), "{report}");
+}
+
+/// Loads enough data that an upload throttled to 2 MiB/s per agent takes
+/// several seconds.
+async fn big_dataset(session: &Session) -> Dataset {
+    let data = Dataset::create(session).await;
+    data.write(session, 0, 160, 64 * 1024).await;
+    data
+}
+
+/// Waits until some agent has sent bytes of the current upload.
+async fn wait_for_upload(dc: &Datacenter) {
+    let clients: Vec<AgentClient> = dc
+        .agents
+        .iter()
+        .map(|a| AgentClient::new(&a.address, common::dc::TOKEN))
+        .collect();
+    for _ in 0..600 {
+        for client in &clients {
+            if let Ok(p) = client.progress().await
+                && p.state == "uploading"
+                && p.bytes_uploaded > 0
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no agent started uploading");
+}
+
+/// A second pass while one runs is refused naming the holder; a killed
+/// coordinator leaves no complete backup, and a re-run with the same name
+/// completes, sending only what was missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
+    let session = cql_cluster().await;
+    let data = big_dataset(&session).await;
+    let dc = Datacenter::start(StoreKind::S3, &[("KASSETTE_MAX_BANDWIDTH", "2MiB/s")]).await;
+    let name = backup_name("killed-");
+    let ks = data.keyspaces().join(",");
+    let env = [("KASSETTE_BACKUP_NAME", name.as_str()), ("KASSETTE_KEYSPACES", ks.as_str())];
+    let mut first = dc
+        .coordinator(&["backup"], &env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_pid = first.id().unwrap();
+    wait_for_upload(&dc).await;
+
+    let other = backup_name("second-");
+    let refused = dc
+        .kassette(
+            &["backup"],
+            &[("KASSETTE_BACKUP_NAME", &other), ("KASSETTE_KEYSPACES", &ks)],
+        )
+        .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let message = text(&refused);
+    assert!(message.contains("locked by"), "{message}");
+    assert!(message.contains(&format!("/{first_pid}")), "holder not named: {message}");
+
+    first.kill().await.unwrap();
+    let status = dc.kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    assert_eq!(status.status.code(), Some(1));
+    assert!(text(&status).contains("incomplete"), "{}", text(&status));
+    let listed = dc.kassette(&["list", "--json"], &[]).await;
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+
+    // The killed pass's lease expires (3 s in tests); the re-run takes over,
+    // clears the stale snapshot and completes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rerun = dc.kassette(&["backup"], &env).await;
+    assert_success(&rerun, "re-run of the killed backup");
+    let manifest = dc.manifest(&name).await;
+    let (uploaded, total) = (
+        manifest["uploaded_bytes"].as_u64().unwrap(),
+        manifest["bytes"].as_u64().unwrap(),
+    );
+    assert!(uploaded < total, "the re-run sent everything again ({uploaded} of {total})");
+    assert_success(
+        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &name)]).await,
+        "verify --deep of the resumed backup",
+    );
+}
+
+/// An agent killed mid-upload fails the pass naming its node; the other
+/// nodes' snapshots are cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_agent_fails_the_pass_naming_the_node() {
+    let session = cql_cluster().await;
+    let data = big_dataset(&session).await;
+    let mut dc = Datacenter::start(StoreKind::S3, &[("KASSETTE_MAX_BANDWIDTH", "2MiB/s")]).await;
+    let name = backup_name("agentdown-");
+    let ks = data.keyspaces().join(",");
+    let pass = dc
+        .coordinator(
+            &["backup"],
+            &[("KASSETTE_BACKUP_NAME", &name), ("KASSETTE_KEYSPACES", &ks)],
+        )
+        .output();
+    let pass = tokio::spawn(pass);
+    wait_for_upload(&dc).await;
+    dc.kill_agent(2).await;
+    let out = pass.await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let message = text(&out);
+    let victim = dc.agents[1].address.clone();
+    assert!(message.contains(&format!("node {victim}")), "{message}");
+
+    for node in [1, 3] {
+        let left: Vec<String> = common::dc::snapshot_tags(node)
+            .into_iter()
+            .filter(|t| t.contains(&name))
+            .collect();
+        assert!(left.is_empty(), "node {node} kept {left:?}");
+    }
+    let status = dc.kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    assert_eq!(status.status.code(), Some(1));
+    // The dead agent could not clear its node's snapshot; do it here.
+    for tag in common::dc::snapshot_tags(2).into_iter().filter(|t| t.contains(&name)) {
+        common::run(setting("KASSETTE_TEST_NODETOOL"), &["-n", "2", "clearsnapshot", "-t", &tag]);
+    }
+}
+
+/// Retention keeps the newest N; the survivors still verify deeply, and
+/// blobs only the deleted backups used are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_last_n_and_collects_garbage() {
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    let dc = Datacenter::start(StoreKind::Local, &[]).await;
+    let mut names = Vec::new();
+    for round in 0..3 {
+        // Overwrite the same rows: older SSTables become garbage once
+        // compaction or retention drops them.
+        data.write(&session, 0, 100, 128 + round).await;
+        let name = backup_name(&format!("ret{round}-"));
+        dc.backup(&name, &data.keyspaces()).await;
+        names.push(name);
+    }
+    let store = dc.store().await;
+    let catalog = catalog_of(&dc, store.clone());
+    let (_, oldest_nodes) = manifests(&dc, &names[0]).await;
+
+    let dry = dc
+        .kassette(&["purge", "--dry-run"], &[("KASSETTE_RETENTION_KEEP_LAST", "2")])
+        .await;
+    assert_success(&dry, "purge --dry-run");
+    assert!(text(&dry).contains(&format!("would delete 1 expired backup(s) [{}]", names[0])), "{}", text(&dry));
+    assert!(catalog.is_complete(&names[0]).await.unwrap(), "dry run deleted a backup");
+
+    data.write(&session, 0, 100, 200).await;
+    let last = backup_name("ret3-");
+    let out = dc
+        .kassette(
+            &["backup"],
+            &[
+                ("KASSETTE_BACKUP_NAME", last.as_str()),
+                ("KASSETTE_KEYSPACES", &data.keyspaces().join(",")),
+                ("KASSETTE_RETENTION_KEEP_LAST", "2"),
+            ],
+        )
+        .await;
+    assert_success(&out, "backup with retention");
+    names.push(last);
+
+    let listed = dc.kassette(&["list", "--json"], &[]).await;
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    let kept: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(kept, [names[2].as_str(), names[3].as_str()]);
+    for name in &kept {
+        assert_success(
+            &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", name)]).await,
+            "verify --deep of a survivor",
+        );
+    }
+    assert!(!catalog.is_complete(&names[0]).await.unwrap());
+    // Blobs only the deleted backups referenced were collected.
+    let mut survivors = HashSet::new();
+    for name in &kept {
+        let (_, nodes) = manifests(&dc, name).await;
+        survivors.extend(nodes.iter().flat_map(|n| n.files.iter().map(|f| f.digest.blake3)));
+    }
+    let orphan = oldest_nodes
+        .iter()
+        .flat_map(|n| &n.files)
+        .find(|f| !survivors.contains(&f.digest.blake3))
+        .expect("the oldest backup had files no survivor shares");
+    let key = catalog.layout().blob(&orphan.digest).unwrap();
+    assert!(store.head(&key).await.unwrap().is_none(), "{key} was not collected");
+}
