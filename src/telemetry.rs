@@ -10,10 +10,12 @@ use crate::config::{LogConfig, LogFormat};
 /// Installs the global subscriber. Call once, first thing after the
 /// configuration has been validated.
 pub fn init(config: &LogConfig) {
-    let filter = match &config.filter {
-        Some(directive) => EnvFilter::new(directive),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
+    let directive = config
+        .filter
+        .clone()
+        .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::new(quiet_dependencies(&directive));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -26,4 +28,29 @@ pub fn init(config: &LogConfig) {
             .with_current_span(true)
             .try_init(),
     };
+}
+
+/// A bare level (`info`, `debug`) applies to kassette; the SDKs' own chatter
+/// (credential-chain notes, connection pools) stays at `warn` unless the
+/// operator names those targets explicitly.
+fn quiet_dependencies(directive: &str) -> String {
+    let bare_level = !directive.contains(['=', ',']);
+    if bare_level {
+        format!(
+            "{directive},aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn,hyper_util=warn,scylla=warn,kube_client=warn"
+        )
+    } else {
+        directive.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_levels_quiet_the_sdks_but_explicit_filters_win() {
+        assert!(quiet_dependencies("info").contains("aws_config=warn"));
+        assert_eq!(quiet_dependencies("aws_config=debug"), "aws_config=debug");
+    }
 }

@@ -61,7 +61,10 @@ impl Dataset {
             .await
             .unwrap();
         let items = session
-            .prepare(format!("INSERT INTO {}.items (id, v) VALUES (?, ?)", self.other))
+            .prepare(format!(
+                "INSERT INTO {}.items (id, v) VALUES (?, ?)",
+                self.other
+            ))
             .await
             .unwrap();
         for id in from..to {
@@ -115,8 +118,14 @@ fn catalog_of(dc: &Datacenter, store: std::sync::Arc<dyn kassette::storage::Stor
 
 async fn manifests(dc: &Datacenter, name: &str) -> (BackupManifest, Vec<NodeManifest>) {
     let catalog = catalog_of(dc, dc.store().await);
-    let backup = catalog.backup_manifest(name).await.expect("backup manifest");
-    let nodes = catalog.node_manifests(&backup).await.expect("node manifests");
+    let backup = catalog
+        .backup_manifest(name)
+        .await
+        .expect("backup manifest");
+    let nodes = catalog
+        .node_manifests(&backup)
+        .await
+        .expect("node manifests");
     (backup, nodes)
 }
 
@@ -138,12 +147,19 @@ async fn full_then_differential(kind: StoreKind) {
     let first = backup_name("full-");
     let out = dc.backup(&first, &data.keyspaces()).await;
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains(&format!("backup {first} complete: 3 nodes")), "{summary}");
+    assert!(
+        summary.contains(&format!("backup {first} complete: 3 nodes")),
+        "{summary}"
+    );
     let verified = dc
         .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &first)])
         .await;
     assert_success(&verified, "verify --deep");
-    assert!(text(&verified).contains("verified (deep)"), "{}", text(&verified));
+    assert!(
+        text(&verified).contains("verified (deep)"),
+        "{}",
+        text(&verified)
+    );
 
     let (backup, nodes) = manifests(&dc, &first).await;
     assert_eq!(backup.nodes.len(), 3);
@@ -152,29 +168,57 @@ async fn full_then_differential(kind: StoreKind) {
     let mut expected: Vec<String> = data.keyspaces().iter().map(|s| s.to_string()).collect();
     expected.sort();
     assert_eq!(keyspaces, expected);
-    assert!(backup.schema_cql.contains("CREATE INDEX users_by_email"), "{}", backup.schema_cql);
-    assert!(backup.schema_cql.contains(&format!("CREATE TABLE {}.items", data.other)));
+    assert!(
+        backup.schema_cql.contains("CREATE INDEX users_by_email"),
+        "{}",
+        backup.schema_cql
+    );
+    assert!(
+        backup
+            .schema_cql
+            .contains(&format!("CREATE TABLE {}.items", data.other))
+    );
     for node in &nodes {
         assert!(!node.tokens.is_empty(), "{} has no tokens", node.address);
         let tables: BTreeSet<&str> = node.files.iter().map(|f| f.table.as_str()).collect();
-        assert_eq!(tables, BTreeSet::from(["events", "items", "users"]), "{}", node.address);
+        assert_eq!(
+            tables,
+            BTreeSet::from(["events", "items", "users"]),
+            "{}",
+            node.address
+        );
         // Several SSTables per table: the test flushed once, the pass again.
         let users_data = node
             .files
             .iter()
-            .filter(|f| f.table == "users" && f.path.ends_with("Data.db") && !f.path.starts_with('.'))
+            .filter(|f| {
+                f.table == "users" && f.path.ends_with("Data.db") && !f.path.starts_with('.')
+            })
             .count();
-        assert!(users_data >= 2, "{} has {users_data} users SSTables", node.address);
         assert!(
-            node.files.iter().any(|f| f.path.starts_with(".users_by_email/")),
+            users_data >= 2,
+            "{} has {users_data} users SSTables",
+            node.address
+        );
+        assert!(
+            node.files
+                .iter()
+                .any(|f| f.path.starts_with(".users_by_email/")),
             "{}: no secondary index files",
             node.address
         );
     }
     let tokens: HashSet<&String> = nodes.iter().flat_map(|n| &n.tokens).collect();
-    assert_eq!(tokens.len(), nodes.iter().map(|n| n.tokens.len()).sum::<usize>(), "tokens are per node");
+    assert_eq!(
+        tokens.len(),
+        nodes.iter().map(|n| n.tokens.len()).sum::<usize>(),
+        "tokens are per node"
+    );
     // The JBOD node: both data directories contributed files.
-    let jbod = nodes.iter().find(|n| n.data_dirs.len() == 2).expect("the JBOD node");
+    let jbod = nodes
+        .iter()
+        .find(|n| n.data_dirs.len() == 2)
+        .expect("the JBOD node");
     let dirs: BTreeSet<u32> = jbod.files.iter().map(|f| f.data_dir).collect();
     assert_eq!(dirs, BTreeSet::from([0, 1]), "JBOD node files by data dir");
 
@@ -183,15 +227,28 @@ async fn full_then_differential(kind: StoreKind) {
     dc.backup(&second, &data.keyspaces()).await;
     let (again, again_nodes) = manifests(&dc, &second).await;
     for node in &again.nodes {
-        assert_eq!(node.read_bytes, 0, "unchanged node {} re-read data", node.address);
+        assert_eq!(
+            node.read_bytes, 0,
+            "unchanged node {} re-read data",
+            node.address
+        );
     }
     let known: HashSet<[u8; 32]> = nodes
         .iter()
         .flat_map(|n| n.files.iter().map(|f| f.digest.blake3))
         .collect();
     for node in &again_nodes {
-        for file in node.files.iter().filter(|f| !known.contains(&f.digest.blake3)) {
-            assert!(is_metadata(&file.path), "unchanged {} changed: {}", node.address, file.path);
+        for file in node
+            .files
+            .iter()
+            .filter(|f| !known.contains(&f.digest.blake3))
+        {
+            assert!(
+                is_metadata(&file.path),
+                "unchanged {} changed: {}",
+                node.address,
+                file.path
+            );
         }
     }
 
@@ -202,7 +259,11 @@ async fn full_then_differential(kind: StoreKind) {
     let (diff, diff_nodes) = manifests(&dc, &third).await;
     let known: HashSet<[u8; 32]> = known
         .into_iter()
-        .chain(again_nodes.iter().flat_map(|n| n.files.iter().map(|f| f.digest.blake3)))
+        .chain(
+            again_nodes
+                .iter()
+                .flat_map(|n| n.files.iter().map(|f| f.digest.blake3)),
+        )
         .collect();
     let new_bytes: u64 = diff_nodes
         .iter()
@@ -223,24 +284,39 @@ async fn full_then_differential(kind: StoreKind) {
         "uploaded {} bytes but only {new_bytes} are new",
         diff.uploaded_bytes
     );
-    assert!(diff.uploaded_bytes < diff.bytes, "{} of {}", diff.uploaded_bytes, diff.bytes);
+    assert!(
+        diff.uploaded_bytes < diff.bytes,
+        "{} of {}",
+        diff.uploaded_bytes,
+        diff.bytes
+    );
     // Data read to hash: exactly the SSTable files that did not exist at the
     // previous backup (by node and path; some new files repeat old content,
     // like TOC.txt, and are still read once).
     let old_files: HashSet<_> = again_nodes
         .iter()
-        .flat_map(|n| n.files.iter().map(move |f| (n.host_id, f.data_dir, &f.table_id, &f.path)))
+        .flat_map(|n| {
+            n.files
+                .iter()
+                .map(move |f| (n.host_id, f.data_dir, &f.table_id, &f.path))
+        })
         .collect();
     let new_file_bytes: u64 = diff_nodes
         .iter()
         .flat_map(|n| n.files.iter().map(move |f| (n.host_id, f)))
-        .filter(|(host, f)| !is_metadata(&f.path) && !old_files.contains(&(*host, f.data_dir, &f.table_id, &f.path)))
+        .filter(|(host, f)| {
+            !is_metadata(&f.path) && !old_files.contains(&(*host, f.data_dir, &f.table_id, &f.path))
+        })
         .map(|(_, f)| f.digest.size)
         .sum();
     let read: u64 = diff.nodes.iter().map(|n| n.read_bytes).sum();
-    assert_eq!(read, new_file_bytes, "data read to hash should be exactly the new SSTables");
+    assert_eq!(
+        read, new_file_bytes,
+        "data read to hash should be exactly the new SSTables"
+    );
     assert_success(
-        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &third)]).await,
+        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &third)])
+            .await,
         "verify --deep of the differential backup",
     );
 
@@ -248,7 +324,10 @@ async fn full_then_differential(kind: StoreKind) {
     let listed = dc.kassette(&["list", "--json"], &[]).await;
     assert_success(&listed, "list");
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
-    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, [first.as_str(), second.as_str(), third.as_str()]);
     let latest = dc.manifest("latest").await;
     assert_eq!(latest["name"], third.as_str());
@@ -300,10 +379,19 @@ async fn verify_names_missing_and_altered_blobs() {
     let gone_key = catalog.layout().blob(&gone.digest).unwrap();
     let altered_key = catalog.layout().blob(&altered.digest).unwrap();
 
-    store.delete_many(std::slice::from_ref(&gone_key)).await.unwrap();
-    let out = dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    store
+        .delete_many(std::slice::from_ref(&gone_key))
+        .await
+        .unwrap();
+    let out = dc
+        .kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)])
+        .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(&format!("{gone_key}: missing")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{gone_key}: missing")),
+        "{}",
+        text(&out)
+    );
 
     // Put zeros of the right size back, and flip one byte of another blob:
     // sizes match, so only a deep verify can tell.
@@ -316,8 +404,13 @@ async fn verify_names_missing_and_altered_blobs() {
         .await
         .unwrap();
     let same_size = Bytes::from(vec![0u8; gone.digest.size as usize]);
-    store.put_bytes(&gone_key, same_size, PutMode::Overwrite).await.unwrap();
-    let shallow = dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    store
+        .put_bytes(&gone_key, same_size, PutMode::Overwrite)
+        .await
+        .unwrap();
+    let shallow = dc
+        .kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)])
+        .await;
     assert_success(&shallow, "verify (sizes match)");
     let deep = dc
         .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &name)])
@@ -368,7 +461,10 @@ async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
     let dc = Datacenter::start(StoreKind::S3, &[("KASSETTE_MAX_BANDWIDTH", "2MiB/s")]).await;
     let name = backup_name("killed-");
     let ks = data.keyspaces().join(",");
-    let env = [("KASSETTE_BACKUP_NAME", name.as_str()), ("KASSETTE_KEYSPACES", ks.as_str())];
+    let env = [
+        ("KASSETTE_BACKUP_NAME", name.as_str()),
+        ("KASSETTE_KEYSPACES", ks.as_str()),
+    ];
     let mut first = dc
         .coordinator(&["backup"], &env)
         .stdout(std::process::Stdio::null())
@@ -382,16 +478,24 @@ async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
     let refused = dc
         .kassette(
             &["backup"],
-            &[("KASSETTE_BACKUP_NAME", &other), ("KASSETTE_KEYSPACES", &ks)],
+            &[
+                ("KASSETTE_BACKUP_NAME", &other),
+                ("KASSETTE_KEYSPACES", &ks),
+            ],
         )
         .await;
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     let message = text(&refused);
     assert!(message.contains("locked by"), "{message}");
-    assert!(message.contains(&format!("/{first_pid}")), "holder not named: {message}");
+    assert!(
+        message.contains(&format!("/{first_pid}")),
+        "holder not named: {message}"
+    );
 
     first.kill().await.unwrap();
-    let status = dc.kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    let status = dc
+        .kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)])
+        .await;
     assert_eq!(status.status.code(), Some(1));
     assert!(text(&status).contains("incomplete"), "{}", text(&status));
     let listed = dc.kassette(&["list", "--json"], &[]).await;
@@ -407,9 +511,13 @@ async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
         manifest["uploaded_bytes"].as_u64().unwrap(),
         manifest["bytes"].as_u64().unwrap(),
     );
-    assert!(uploaded < total, "the re-run sent everything again ({uploaded} of {total})");
+    assert!(
+        uploaded < total,
+        "the re-run sent everything again ({uploaded} of {total})"
+    );
     assert_success(
-        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &name)]).await,
+        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &name)])
+            .await,
         "verify --deep of the resumed backup",
     );
 }
@@ -445,11 +553,19 @@ async fn killed_agent_fails_the_pass_naming_the_node() {
             .collect();
         assert!(left.is_empty(), "node {node} kept {left:?}");
     }
-    let status = dc.kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)]).await;
+    let status = dc
+        .kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)])
+        .await;
     assert_eq!(status.status.code(), Some(1));
     // The dead agent could not clear its node's snapshot; do it here.
-    for tag in common::dc::snapshot_tags(2).into_iter().filter(|t| t.contains(&name)) {
-        common::run(setting("KASSETTE_TEST_NODETOOL"), &["-n", "2", "clearsnapshot", "-t", &tag]);
+    for tag in common::dc::snapshot_tags(2)
+        .into_iter()
+        .filter(|t| t.contains(&name))
+    {
+        common::run(
+            setting("KASSETTE_TEST_NODETOOL"),
+            &["-n", "2", "clearsnapshot", "-t", &tag],
+        );
     }
 }
 
@@ -474,11 +590,21 @@ async fn retention_keeps_the_last_n_and_collects_garbage() {
     let (_, oldest_nodes) = manifests(&dc, &names[0]).await;
 
     let dry = dc
-        .kassette(&["purge", "--dry-run"], &[("KASSETTE_RETENTION_KEEP_LAST", "2")])
+        .kassette(
+            &["purge", "--dry-run"],
+            &[("KASSETTE_RETENTION_KEEP_LAST", "2")],
+        )
         .await;
     assert_success(&dry, "purge --dry-run");
-    assert!(text(&dry).contains(&format!("would delete 1 expired backup(s) [{}]", names[0])), "{}", text(&dry));
-    assert!(catalog.is_complete(&names[0]).await.unwrap(), "dry run deleted a backup");
+    assert!(
+        text(&dry).contains(&format!("would delete 1 expired backup(s) [{}]", names[0])),
+        "{}",
+        text(&dry)
+    );
+    assert!(
+        catalog.is_complete(&names[0]).await.unwrap(),
+        "dry run deleted a backup"
+    );
 
     data.write(&session, 0, 100, 200).await;
     let last = backup_name("ret3-");
@@ -497,11 +623,15 @@ async fn retention_keeps_the_last_n_and_collects_garbage() {
 
     let listed = dc.kassette(&["list", "--json"], &[]).await;
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
-    let kept: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let kept: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(kept, [names[2].as_str(), names[3].as_str()]);
     for name in &kept {
         assert_success(
-            &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", name)]).await,
+            &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", name)])
+                .await,
             "verify --deep of a survivor",
         );
     }
@@ -510,7 +640,11 @@ async fn retention_keeps_the_last_n_and_collects_garbage() {
     let mut survivors = HashSet::new();
     for name in &kept {
         let (_, nodes) = manifests(&dc, name).await;
-        survivors.extend(nodes.iter().flat_map(|n| n.files.iter().map(|f| f.digest.blake3)));
+        survivors.extend(
+            nodes
+                .iter()
+                .flat_map(|n| n.files.iter().map(|f| f.digest.blake3)),
+        );
     }
     let orphan = oldest_nodes
         .iter()
@@ -518,5 +652,8 @@ async fn retention_keeps_the_last_n_and_collects_garbage() {
         .find(|f| !survivors.contains(&f.digest.blake3))
         .expect("the oldest backup had files no survivor shares");
     let key = catalog.layout().blob(&orphan.digest).unwrap();
-    assert!(store.head(&key).await.unwrap().is_none(), "{key} was not collected");
+    assert!(
+        store.head(&key).await.unwrap().is_none(),
+        "{key} was not collected"
+    );
 }

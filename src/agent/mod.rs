@@ -225,7 +225,9 @@ fn check_tag(tag: &str) -> Result<(), AgentError> {
     if ok {
         Ok(())
     } else {
-        Err(AgentError::BadRequest(format!("{tag:?} is not a snapshot tag")))
+        Err(AgentError::BadRequest(format!(
+            "{tag:?} is not a snapshot tag"
+        )))
     }
 }
 

@@ -75,6 +75,12 @@ impl Layout {
         self.key(&format!("backups/{backup}/nodes/{host_id}.json"))
     }
 
+    /// Written when a pass starts backup `name`, so a pass that dies before
+    /// its commit leaves a visibly incomplete backup (not an unknown one).
+    pub fn backup_started(&self, backup: &str) -> Result<ObjectKey, InvalidKey> {
+        self.key(&format!("backups/{backup}/started.json"))
+    }
+
     /// The object whose presence makes backup `name` complete.
     pub fn backup_manifest(&self, backup: &str) -> Result<ObjectKey, InvalidKey> {
         self.key(&format!("backups/{backup}/backup.json"))

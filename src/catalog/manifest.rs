@@ -148,6 +148,22 @@ impl Record for BackupManifest {
     }
 }
 
+/// `backups/<name>/started.json`: which pass started a backup, and when.
+/// Informational; only the backup manifest makes a backup complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartedRecord {
+    pub format_version: u32,
+    pub name: String,
+    pub owner: String,
+    pub started_at: Timestamp,
+}
+
+impl Record for StartedRecord {
+    fn format_version(&self) -> u32 {
+        self.format_version
+    }
+}
+
 /// Whether a backup can be restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

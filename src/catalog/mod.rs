@@ -14,7 +14,7 @@ mod repo;
 pub use layout::Layout;
 pub use manifest::{
     BackupManifest, BackupStatus, FileEntry, Index, IndexEntry, LockRecord, NodeManifest,
-    NodeSummary,
+    NodeSummary, StartedRecord,
 };
 pub use repo::{Catalog, CatalogError, FoundBackup};
 

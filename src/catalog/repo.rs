@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 
 use super::manifest::{FormatError, Record};
-use super::{BackupManifest, BackupStatus, Index, IndexEntry, Layout, NodeManifest};
+use super::{BackupManifest, BackupStatus, Index, IndexEntry, Layout, NodeManifest, StartedRecord};
 use crate::storage::{self, ObjectKey, PutMode, Store, digest_of};
 
 /// Why the catalog could not be read or written.
@@ -65,6 +65,17 @@ impl Catalog {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// Records that a pass started backup `name` (overwriting the record of
+    /// a killed earlier attempt with the same name).
+    pub async fn mark_started(&self, record: &StartedRecord) -> Result<(), CatalogError> {
+        let key = self.layout.backup_started(&record.name)?;
+        let bytes = encode(record, &key)?;
+        self.store
+            .put_bytes(&key, bytes, PutMode::Overwrite)
+            .await?;
+        Ok(())
     }
 
     /// Writes a node manifest and returns the BLAKE3 of its exact bytes,

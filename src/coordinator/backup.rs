@@ -28,7 +28,9 @@ use super::lease::Lease;
 use super::{PassError, lease_owner, progress, purge, with_lease};
 use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
 use crate::cassandra::cql::{Cql, NodeTopology};
-use crate::catalog::{BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary};
+use crate::catalog::{
+    BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary, StartedRecord,
+};
 use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
 use crate::storage;
 
@@ -325,6 +327,14 @@ impl Pass<'_> {
                 vars::BACKUP_NAME
             )));
         }
+        self.catalog
+            .mark_started(&StartedRecord {
+                format_version: FORMAT_VERSION,
+                name: self.name.to_string(),
+                owner: lease_owner(),
+                started_at: self.started_at,
+            })
+            .await?;
         let prefix = catalog_tag_prefix(&self.config.storage, &self.config.cluster);
         clear_stale_snapshots(self.nodes, &prefix).await?;
         let taken = self.snapshot_all().await?;

@@ -158,6 +158,11 @@ impl S3Store {
             return Err(Error::setup("not an S3 configuration"));
         };
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = region {
+            // A configured region needs no lookup (the default chain would
+            // ask the instance metadata service, and warn where there is none).
+            loader = loader.region(Region::new(region.clone()));
+        }
         if let Some(file) = credentials_file {
             let files = aws_runtime::env_config::file::EnvConfigFiles::builder()
                 .with_file(

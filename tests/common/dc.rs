@@ -109,8 +109,14 @@ impl Datacenter {
             Backend::S3 { bucket, .. } => {
                 set("KASSETTE_STORAGE_PROVIDER", "s3");
                 set("KASSETTE_STORAGE_BUCKET", bucket);
-                set("KASSETTE_STORAGE_ENDPOINT", &setting("KASSETTE_TEST_S3_ENDPOINT"));
-                set("KASSETTE_STORAGE_REGION", &setting("KASSETTE_TEST_S3_REGION"));
+                set(
+                    "KASSETTE_STORAGE_ENDPOINT",
+                    &setting("KASSETTE_TEST_S3_ENDPOINT"),
+                );
+                set(
+                    "KASSETTE_STORAGE_REGION",
+                    &setting("KASSETTE_TEST_S3_REGION"),
+                );
                 set(
                     "KASSETTE_STORAGE_CREDENTIALS_FILE",
                     &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
@@ -120,7 +126,10 @@ impl Datacenter {
             Backend::Gcs { bucket, .. } => {
                 set("KASSETTE_STORAGE_PROVIDER", "gcs");
                 set("KASSETTE_STORAGE_BUCKET", bucket);
-                set("KASSETTE_STORAGE_ENDPOINT", &setting("KASSETTE_TEST_GCS_ENDPOINT"));
+                set(
+                    "KASSETTE_STORAGE_ENDPOINT",
+                    &setting("KASSETTE_TEST_GCS_ENDPOINT"),
+                );
                 set("KASSETTE_STORAGE_ALLOW_HTTP", "true");
             }
             Backend::Local { root } => {
@@ -140,7 +149,10 @@ impl Datacenter {
         let mut env = self.storage_env();
         let nodes: Vec<&str> = self.agents.iter().map(|a| a.address.as_str()).collect();
         for (k, v) in [
-            ("KASSETTE_CLUSTER", setting("KASSETTE_TEST_CASSANDRA_CLUSTER")),
+            (
+                "KASSETTE_CLUSTER",
+                setting("KASSETTE_TEST_CASSANDRA_CLUSTER"),
+            ),
             ("KASSETTE_DATACENTER", setting("KASSETTE_TEST_CASSANDRA_DC")),
             ("KASSETTE_NODES", nodes.join(",")),
             (
@@ -290,8 +302,8 @@ fn free_port_on_every_node() -> u16 {
     for _ in 0..50 {
         let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = first.local_addr().unwrap().port();
-        let others_free = (2..=NODES)
-            .all(|n| std::net::TcpListener::bind(format!("127.0.0.{n}:{port}")).is_ok());
+        let others_free =
+            (2..=NODES).all(|n| std::net::TcpListener::bind(format!("127.0.0.{n}:{port}")).is_ok());
         if others_free {
             return port;
         }
@@ -313,7 +325,8 @@ async fn wait_until_serving(address: &str) {
 
 /// Snapshot tags present on `node`'s disks.
 pub fn snapshot_tags(node: usize) -> Vec<String> {
-    kassette::cassandra::snapshot::snapshot_tags(&cassandra_data_dirs(node)).expect("list snapshots")
+    kassette::cassandra::snapshot::snapshot_tags(&cassandra_data_dirs(node))
+        .expect("list snapshots")
 }
 
 /// Runs `nodetool -n <node> <args>` on every node at once.
