@@ -657,3 +657,76 @@ async fn retention_keeps_the_last_n_and_collects_garbage() {
         "{key} was not collected"
     );
 }
+
+/// Discovery through the real kube-apiserver: the datacenter's pods (by
+/// cass-operator labels, whose pod IPs are the agents' addresses) and not
+/// another datacenter's; a pod that is not Ready stops the pass, named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_discovery_finds_exactly_the_datacenter() {
+    use common::k8s;
+    use k8s_openapi::api::core::v1::Pod;
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    data.write(&session, 0, 50, 64).await;
+    let dc = Datacenter::start(StoreKind::S3, &[]).await;
+    let client = k8s::client().await;
+    let ns = k8s::namespace(&client).await;
+    let pods = kube::Api::<Pod>::namespaced(client.clone(), &ns);
+    let cluster = setting("KASSETTE_TEST_CASSANDRA_CLUSTER");
+    for node in 1..=3 {
+        let name = format!("{cluster}-dc1-rack1-sts-{}", node - 1);
+        k8s::create_cassandra_pod(&pods, &name, &cluster, "dc1").await;
+        k8s::set_pod_status(&pods, &name, &format!("127.0.0.{node}"), true).await;
+    }
+    // Another datacenter of the same cluster, and a "dc1" of another
+    // cluster: both Ready, both at addresses where no agent listens.
+    k8s::create_cassandra_pod(&pods, "other-dc-pod", &cluster, "dc1-east").await;
+    k8s::set_pod_status(&pods, "other-dc-pod", "127.0.0.9", true).await;
+    k8s::create_cassandra_pod(&pods, "other-cluster-pod", "other", "dc1").await;
+    k8s::set_pod_status(&pods, "other-cluster-pod", "127.0.0.10", true).await;
+
+    let ks = data.keyspaces().join(",");
+    let name = backup_name("k8s-");
+    let out = backup_discovering(&dc, &ns, &name, &ks).await;
+    assert_success(&out, "backup with Kubernetes discovery");
+    let manifest = dc.manifest(&name).await;
+    let mut addresses: Vec<&str> = manifest["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["address"].as_str().unwrap())
+        .collect();
+    addresses.sort();
+    assert_eq!(addresses, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+
+    let down = format!("{cluster}-dc1-rack1-sts-1");
+    k8s::set_pod_status(&pods, &down, "127.0.0.2", false).await;
+    let out = backup_discovering(&dc, &ns, &backup_name("k8s-down-"), &ks).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("pod {down} is not ready")),
+        "{}",
+        text(&out)
+    );
+    k8s::delete_namespace(&client, &ns).await;
+}
+
+/// `kassette backup` finding its agents through the kube-apiserver (no
+/// `KASSETTE_NODES`): pods of `namespace`, agent port of the test agents.
+async fn backup_discovering(
+    dc: &Datacenter,
+    namespace: &str,
+    name: &str,
+    keyspaces: &str,
+) -> std::process::Output {
+    let port = dc.port.to_string();
+    let mut command = dc.coordinator(&["backup"], &[]);
+    command
+        .env_remove("KASSETTE_NODES")
+        .env("KASSETTE_NAMESPACE", namespace)
+        .env("KASSETTE_AGENT_PORT", &port)
+        .env("KUBECONFIG", setting("KUBECONFIG"))
+        .env("KASSETTE_BACKUP_NAME", name)
+        .env("KASSETTE_KEYSPACES", keyspaces);
+    command.output().await.expect("run kassette backup")
+}

@@ -26,7 +26,7 @@ use super::client::AgentClient;
 use super::discovery::{AgentNode, discover};
 use super::lease::Lease;
 use super::{PassError, lease_owner, progress, purge, with_lease};
-use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
+use crate::agent::api::{NodeInfo, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
 use crate::cassandra::cql::{Cql, NodeTopology};
 use crate::catalog::{
     BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary, StartedRecord,
@@ -107,13 +107,14 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
 
     let token = read_token(config)?;
     let found = discover(&config.nodes.discovery, &config.cluster).await?;
+    let agents = reach_agents(found, &token).await?;
     let cql_port = config.nodes.cql.port;
-    let contacts: Vec<SocketAddr> = found
+    let contacts: Vec<SocketAddr> = agents
         .iter()
-        .map(|n| SocketAddr::new(n.ip, cql_port))
+        .map(|(agent, _, _)| SocketAddr::new(agent.ip, cql_port))
         .collect();
     let cql = Cql::connect(&contacts, &config.nodes.cql).await?;
-    let nodes = check_nodes(found, &token, &cql, config).await?;
+    let nodes = check_nodes(agents, &cql, config).await?;
     let first = SocketAddr::new(nodes[0].agent.ip, cql_port);
     let keyspaces = backup_keyspaces(&cql, first, config.keyspaces.as_deref()).await?;
 
@@ -179,23 +180,35 @@ fn read_token(config: &BackupConfig) -> Result<String, PassError> {
         })
 }
 
-/// Asks every agent and every node who it is, and refuses a datacenter
-/// that is not whole: an agent that does not answer, a node of another
-/// datacenter, two agents on one node, or a ring member without an agent.
-async fn check_nodes(
+/// Asks every agent who it is; fails naming the first that does not answer.
+async fn reach_agents(
     found: Vec<AgentNode>,
     token: &str,
+) -> Result<Vec<(AgentNode, AgentClient, NodeInfo)>, PassError> {
+    try_join_all(found.into_iter().map(|agent| async move {
+        let client = AgentClient::new(&agent.agent, token);
+        match client.node_info().await {
+            Ok(info) => Ok((agent, client, info)),
+            Err(source) => Err(PassError::Node {
+                node: agent.name.clone(),
+                source,
+            }),
+        }
+    }))
+    .await
+}
+
+/// Asks every node who it is, and refuses a datacenter that is not whole:
+/// a node that does not answer CQL, a node of another datacenter, two
+/// agents on one node, or a ring member without an agent.
+async fn check_nodes(
+    agents: Vec<(AgentNode, AgentClient, NodeInfo)>,
     cql: &Cql,
     config: &BackupConfig,
 ) -> Result<Vec<Node>, PassError> {
     let datacenter = &config.cluster.datacenter;
     let port = config.nodes.cql.port;
-    let nodes = try_join_all(found.into_iter().map(|agent| async move {
-        let client = AgentClient::new(&agent.agent, token);
-        let info = client.node_info().await.map_err(|source| PassError::Node {
-            node: agent.name.clone(),
-            source,
-        })?;
+    let nodes = try_join_all(agents.into_iter().map(|(agent, client, info)| async move {
         let topology = cql
             .node(SocketAddr::new(agent.ip, port))
             .await

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod dc;
+pub mod k8s;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
