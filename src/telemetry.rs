@@ -16,8 +16,11 @@ pub fn init(config: &LogConfig) {
         .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
         .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::new(quiet_dependencies(&directive));
+    // Colours only on a terminal: a Job's logs go to files and collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second init (e.g. in tests) keeps the first subscriber.
     let _ = match config.format {

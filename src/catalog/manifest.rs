@@ -243,6 +243,9 @@ pub struct LockRecord {
     pub acquired_at: Timestamp,
     /// After this instant the lease is stale and may be taken over.
     pub expires_at: Timestamp,
+    /// Set when the holder gave the lease up (rather than dying with it).
+    #[serde(default)]
+    pub released: bool,
 }
 
 impl Record for LockRecord {
@@ -335,6 +338,7 @@ mod tests {
             operation: "backup".into(),
             acquired_at: "2026-11-25T02:00:00Z".parse().unwrap(),
             expires_at: "2026-11-25T02:10:00Z".parse().unwrap(),
+            released: false,
         };
         assert!(!lock.is_expired("2026-11-25T02:05:00Z".parse().unwrap()));
         assert!(lock.is_expired("2026-11-25T02:10:00Z".parse().unwrap()));

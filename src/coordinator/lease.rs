@@ -80,8 +80,10 @@ impl Lease {
                         expires_at: record.expires_at,
                     });
                 }
-                Some((sequence, stale)) => {
-                    tracing::warn!(owner = %stale.owner, expired = %stale.expires_at, "taking over a stale lease");
+                Some((sequence, previous)) => {
+                    if !previous.released {
+                        tracing::warn!(owner = %previous.owner, expired = %previous.expires_at, "taking over a stale lease (its holder died without releasing it)");
+                    }
                     sequence + 1
                 }
                 None => 0,
@@ -93,6 +95,7 @@ impl Lease {
                 operation: operation.to_string(),
                 acquired_at: now,
                 expires_at: expiry(now, ttl),
+                released: false,
             };
             let key = key(layout, next)?;
             match store
@@ -156,6 +159,7 @@ impl Lease {
     pub async fn release(self) -> Result<(), LeaseError> {
         let mut record = self.record.clone();
         record.expires_at = Timestamp::now();
+        record.released = true;
         let key = key(&self.layout, self.sequence)?;
         self.store
             .put_bytes(&key, encode(&record, &key)?, PutMode::Overwrite)
