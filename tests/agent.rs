@@ -10,7 +10,7 @@ use kassette::agent::api::{
     NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
 };
 use kassette::agent::{AgentState, serve};
-use kassette::cassandra::control::Nodetool;
+use kassette::cassandra::control::{Control, Nodetool};
 use kassette::catalog::Layout;
 use kassette::coordinator::client::{AgentClient, ClientError};
 use kassette::storage::{self, Store};
@@ -39,7 +39,7 @@ impl Agent {
         let state = AgentState::new(
             TOKEN.as_bytes(),
             data_dirs,
-            nodetool,
+            Control::Nodetool(nodetool),
             store.clone(),
             state_dir.path().join("digests.json"),
             4,
@@ -260,4 +260,65 @@ fn data_bytes(report: &UploadReport) -> u64 {
         .filter(|f| f.path != "manifest.json" && f.path != "schema.cql")
         .map(|f| f.digest.size)
         .sum()
+}
+
+/// The API over TLS: a client trusting the agent's CA gets through; one
+/// trusting another CA, or speaking plain HTTP, does not.
+#[tokio::test]
+async fn the_api_is_served_over_tls_to_clients_that_trust_its_ca() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = common::tls::issue(certs_dir.path(), &["127.0.0.1"]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = common::tls::issue(other_dir.path(), &["127.0.0.1"]);
+    let state_dir = tempfile::tempdir().unwrap();
+    let config = common::s3_storage_config(
+        &setting("KASSETTE_TEST_S3_ENDPOINT"),
+        "unused-bucket",
+        &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
+        "",
+    );
+    let state = AgentState::new(
+        TOKEN.as_bytes(),
+        common::cassandra_data_dirs(NODE),
+        Control::Nodetool(Nodetool::new("nodetool")),
+        storage::open(&config).await.unwrap(),
+        state_dir.path().join("digests.json"),
+        1,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (cert, key) = (certs.cert.clone(), certs.key.clone());
+    tokio::spawn(async move {
+        kassette::agent::serve_tls(listener, state, &cert, &key, std::future::pending()).await
+    });
+    let trusted =
+        AgentClient::with_tls(&address, TOKEN, &std::fs::read(&certs.ca).unwrap()).unwrap();
+    let mut info = Err(None);
+    for _ in 0..50 {
+        match trusted.node_info().await {
+            Ok(i) => {
+                info = Ok(i);
+                break;
+            }
+            Err(e) => {
+                info = Err(Some(e));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(info.expect("node info over TLS").data_dirs.len(), 2);
+    let stranger =
+        AgentClient::with_tls(&address, TOKEN, &std::fs::read(&other.ca).unwrap()).unwrap();
+    let err = stranger.node_info().await.unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let plain = AgentClient::new(&address, TOKEN);
+    assert!(
+        plain.node_info().await.is_err(),
+        "plain HTTP must not be answered"
+    );
 }

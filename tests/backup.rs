@@ -142,7 +142,12 @@ async fn full_then_differential(kind: StoreKind) {
     data.write(&session, 0, 300, 512).await;
     data.flush();
     data.write(&session, 300, 600, 512).await;
-    let dc = Datacenter::start(kind, &[]).await;
+    // The local-store run also has the agents serve HTTPS (private CA).
+    let dc = if kind == StoreKind::Local {
+        Datacenter::start_tls(kind).await
+    } else {
+        Datacenter::start(kind, &[]).await
+    };
 
     let first = backup_name("full-");
     let out = dc.backup(&first, &data.keyspaces()).await;
@@ -432,11 +437,7 @@ async fn big_dataset(session: &Session) -> Dataset {
 
 /// Waits until some agent has sent bytes of the current upload.
 async fn wait_for_upload(dc: &Datacenter) {
-    let clients: Vec<AgentClient> = dc
-        .agents
-        .iter()
-        .map(|a| AgentClient::new(&a.address, common::dc::TOKEN))
-        .collect();
+    let clients: Vec<AgentClient> = dc.agents.iter().map(|a| dc.client(&a.address)).collect();
     for _ in 0..600 {
         for client in &clients {
             if let Ok(p) = client.progress().await

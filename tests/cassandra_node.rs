@@ -7,9 +7,10 @@ mod common;
 use std::path::PathBuf;
 
 use common::{setting, unique};
-use kassette::cassandra::control::{ControlError, Nodetool};
+use kassette::cassandra::control::{Control, ControlError, Jolokia, ManagementApi, Nodetool};
 use kassette::cassandra::digest_cache::DigestCache;
 use kassette::cassandra::snapshot::inventory;
+use kassette::cassandra::snapshot::snapshot_tags;
 
 /// The JBOD node: node 3, with two data directories.
 const JBOD_NODE: usize = 3;
@@ -59,10 +60,7 @@ async fn snapshot_inventory_and_digest_cache_on_the_jbod_node() {
 
     let control = nodetool(JBOD_NODE);
     let tag = unique("kassette-");
-    control
-        .flush(std::slice::from_ref(&ks))
-        .await
-        .expect("flush");
+    // No explicit flush: the snapshot flushes each table first.
     control
         .snapshot(&tag, std::slice::from_ref(&ks))
         .await
@@ -132,8 +130,83 @@ async fn nodetool_failures_name_the_command() {
     assert!(err.to_string().contains("snapshot -t t"), "{err}");
 
     let err = Nodetool::new("/no/such/nodetool")
-        .flush(&[])
+        .clear_snapshot("t")
         .await
         .unwrap_err();
     assert!(matches!(err, ControlError::Spawn { .. }), "{err}");
+}
+
+/// Snapshots a fresh keyspace with rows through `control` on `node`, checks
+/// the files are on disk (flushed first), clears, checks they are gone.
+async fn snapshot_and_clear_through(control: &Control, node: usize) {
+    let session = common::cql_cluster().await;
+    let ks = common::create_keyspace(&session, "ctl_").await;
+    session
+        .query_unpaged(
+            format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)"),
+            (),
+        )
+        .await
+        .unwrap();
+    for id in 0..50 {
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.t (id, v) VALUES ({id}, 'v{id}')"),
+                (),
+            )
+            .await
+            .unwrap();
+    }
+    let tag = unique("kassette-ctl-");
+    control
+        .snapshot(&tag, std::slice::from_ref(&ks))
+        .await
+        .expect("snapshot");
+    let dirs = data_dirs(node);
+    let files = inventory(&dirs, &tag).unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.keyspace == ks && f.path.ends_with("-Data.db")),
+        "no flushed SSTable in the snapshot: {files:?}"
+    );
+    control.clear_snapshot(&tag).await.expect("clear snapshot");
+    assert!(!snapshot_tags(&dirs).unwrap().contains(&tag));
+}
+
+#[tokio::test]
+async fn jolokia_snapshots_and_clears_on_the_real_node() {
+    let url = url::Url::parse(&setting("KASSETTE_TEST_JOLOKIA_URL")).unwrap();
+    let control = Control::Jolokia(Jolokia::new(url));
+    // Jolokia is loaded into node 1.
+    snapshot_and_clear_through(&control, 1).await;
+    let err = control
+        .snapshot("t", &["no_such_keyspace".to_string()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("takeSnapshot"), "{err}");
+    assert!(err.to_string().contains("no_such_keyspace"), "{err}");
+}
+
+#[tokio::test]
+async fn management_api_requests_follow_its_openapi_document() {
+    use common::fake_management_api::{Call, FakeManagementApi};
+    let fake = FakeManagementApi::start(2).await;
+    let control = Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()));
+    snapshot_and_clear_through(&control, 2).await;
+    let calls = fake.calls();
+    assert!(
+        matches!(&calls[..], [Call::TakeSnapshot { keyspaces, .. }, Call::ClearSnapshot { .. }] if keyspaces.len() == 1),
+        "{calls:?}"
+    );
+    let err = control
+        .snapshot("t", &["no_such_keyspace".to_string()])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Management API take snapshot: 500"),
+        "{err}"
+    );
 }

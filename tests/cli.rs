@@ -306,10 +306,13 @@ fn the_agent_serves_its_api_and_stops_on_sigterm() {
 }
 
 #[test]
-fn agent_control_methods_not_built_yet_say_so() {
+fn agent_tls_files_must_be_pem() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
     let token = token_file(&dir, "t");
+    let not_pem = dir.path().join("cert.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
     let out = kassette(
         &["agent"],
         &[
@@ -317,13 +320,13 @@ fn agent_control_methods_not_built_yet_say_so() {
             (vars::STORAGE_PATH, root),
             (vars::AGENT_TOKEN_FILE, &token),
             (vars::DATA_DIRS, root),
-            (vars::CASSANDRA_CONTROL, "jolokia"),
-            (vars::JOLOKIA_URL, "http://127.0.0.1:8778/jolokia"),
+            (vars::AGENT_TLS_CERT, not_pem),
+            (vars::AGENT_TLS_KEY, not_pem),
         ],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        text(&out).contains("Jolokia is not implemented yet"),
+        text(&out).contains("KASSETTE_AGENT_TLS_CERT") && text(&out).contains("no PEM CERTIFICATE"),
         "{}",
         text(&out)
     );

@@ -189,59 +189,7 @@ impl OwnMinio {
     /// fresh private CA (whose certificate is the CA bundle to trust).
     fn start_tls() -> Self {
         let certs = tempfile::tempdir().unwrap();
-        let path = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
-        let openssl = |args: &[&str]| {
-            common::run("openssl", args);
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kassette-test-ca",
-            "-keyout",
-            &path("ca.key"),
-            "-out",
-            &path("ca.pem"),
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            &path("private.key"),
-            "-out",
-            &path("server.csr"),
-        ]);
-        std::fs::write(
-            path("server.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &path("server.csr"),
-            "-CA",
-            &path("ca.pem"),
-            "-CAkey",
-            &path("ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &path("server.ext"),
-            "-out",
-            &path("public.crt"),
-        ]);
+        common::tls::issue(certs.path(), &["127.0.0.1"]);
         Self::start_with(Some(certs))
     }
 

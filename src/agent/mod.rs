@@ -21,7 +21,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 
-use crate::cassandra::control::{ControlError, Nodetool};
+use crate::cassandra::control::{Control, ControlError, Jolokia, ManagementApi, Nodetool};
 use crate::config::{AgentConfig, CassandraControl};
 use crate::storage::Store;
 use api::{
@@ -33,7 +33,7 @@ use api::{
 pub struct AgentState {
     token: Arc<Vec<u8>>,
     data_dirs: Vec<PathBuf>,
-    nodetool: Nodetool,
+    control: Control,
     store: Arc<dyn Store>,
     digest_cache: PathBuf,
     concurrency: usize,
@@ -46,7 +46,7 @@ impl AgentState {
     pub fn new(
         token: &[u8],
         data_dirs: Vec<PathBuf>,
-        nodetool: Nodetool,
+        control: Control,
         store: Arc<dyn Store>,
         digest_cache: PathBuf,
         concurrency: usize,
@@ -54,7 +54,7 @@ impl AgentState {
         Self {
             token: Arc::new(token.trim_ascii().to_vec()),
             data_dirs,
-            nodetool,
+            control,
             store,
             digest_cache,
             concurrency: concurrency.max(1),
@@ -120,20 +120,13 @@ pub fn app(state: AgentState) -> Router {
 /// SIGTERM or Ctrl-C.
 pub async fn run(config: AgentConfig) -> Result<(), crate::Error> {
     use crate::Error;
-    let nodetool = match &config.control {
-        CassandraControl::Nodetool { command } => Nodetool::new(command),
-        CassandraControl::Jolokia { .. } => {
-            return Err(Error::Unsupported("agent control through Jolokia".into()));
-        }
-        CassandraControl::ManagementApi { .. } => {
-            return Err(Error::Unsupported(
-                "agent control through the Management API".into(),
-            ));
+    let control = match &config.control {
+        CassandraControl::Nodetool { command } => Control::Nodetool(Nodetool::new(command)),
+        CassandraControl::Jolokia { url } => Control::Jolokia(Jolokia::new(url.clone())),
+        CassandraControl::ManagementApi { url } => {
+            Control::ManagementApi(ManagementApi::new(url.clone()))
         }
     };
-    if config.tls.is_some() {
-        return Err(Error::Unsupported("serving the agent API over TLS".into()));
-    }
     let token = std::fs::read(&config.token_file)
         .map_err(|e| Error::Failed(format!("{}: {e}", config.token_file.display())))?;
     std::fs::create_dir_all(&config.state_dir)
@@ -147,15 +140,38 @@ pub async fn run(config: AgentConfig) -> Result<(), crate::Error> {
     let state = AgentState::new(
         &token,
         config.data_dirs.clone(),
-        nodetool,
+        control,
         store,
         config.state_dir.join("digests.json"),
         config.storage.limits.concurrency as usize,
     );
-    tracing::info!(listen = %config.listen, data_dirs = ?config.data_dirs, "agent ready");
-    serve(listener, state, shutdown_signal())
+    tracing::info!(listen = %config.listen, data_dirs = ?config.data_dirs, tls = config.tls.is_some(), "agent ready");
+    let served = match &config.tls {
+        None => serve(listener, state, shutdown_signal()).await,
+        Some((cert, key)) => serve_tls(listener, state, cert, key, shutdown_signal()).await,
+    };
+    served.map_err(|e| Error::Failed(format!("agent server: {e}")))
+}
+
+/// Like [`serve`], over TLS with the PEM certificate chain and key.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AgentState,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(app(state).into_make_service())
         .await
-        .map_err(|e| Error::Failed(format!("agent server: {e}")))
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
@@ -236,9 +252,8 @@ async fn take_snapshot(
     Json(request): Json<SnapshotRequest>,
 ) -> Result<Json<SnapshotTaken>, AgentError> {
     check_tag(&request.tag)?;
-    state.nodetool.flush(&request.keyspaces).await?;
     state
-        .nodetool
+        .control
         .snapshot(&request.tag, &request.keyspaces)
         .await?;
     let snapshot_at = jiff::Timestamp::now();
@@ -274,7 +289,7 @@ async fn clear_snapshot(
     Path(tag): Path<String>,
 ) -> Result<StatusCode, AgentError> {
     check_tag(&tag)?;
-    state.nodetool.clear_snapshot(&tag).await?;
+    state.control.clear_snapshot(&tag).await?;
     tracing::info!(%tag, "snapshot cleared");
     Ok(StatusCode::NO_CONTENT)
 }

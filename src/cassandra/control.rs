@@ -1,6 +1,189 @@
-//! Driving the local Cassandra node: flush, snapshot, clear.
+//! Driving the local Cassandra node: snapshot (which flushes first) and
+//! clear, through one of three doors — the `nodetool` command, Jolokia
+//! (HTTP to the JMX bridge), or the Management API for Apache Cassandra
+//! (the HTTP sidecar of cass-operator pods). [`Control`] is the one type the
+//! agent holds; each method means the same whatever the door.
 
 use std::time::Duration;
+
+use serde_json::json;
+use url::Url;
+
+/// How the agent drives its node.
+#[derive(Debug, Clone)]
+pub enum Control {
+    Nodetool(Nodetool),
+    Jolokia(Jolokia),
+    ManagementApi(ManagementApi),
+}
+
+impl Control {
+    /// Flushes and snapshots `keyspaces` (all when empty) under `tag`.
+    /// Cassandra flushes each table right before linking its files, so the
+    /// snapshot holds every write acknowledged before the call.
+    pub async fn snapshot(&self, tag: &str, keyspaces: &[String]) -> Result<(), ControlError> {
+        match self {
+            Control::Nodetool(n) => n.snapshot(tag, keyspaces).await,
+            Control::Jolokia(j) => j.snapshot(tag, keyspaces).await,
+            Control::ManagementApi(m) => m.snapshot(tag, keyspaces).await,
+        }
+    }
+
+    /// Removes snapshot `tag` from every keyspace.
+    pub async fn clear_snapshot(&self, tag: &str) -> Result<(), ControlError> {
+        match self {
+            Control::Nodetool(n) => n.clear_snapshot(tag).await,
+            Control::Jolokia(j) => j.clear_snapshot(tag).await,
+            Control::ManagementApi(m) => m.clear_snapshot(tag).await,
+        }
+    }
+}
+
+/// One HTTP client for the HTTP doors: generous timeouts, because a
+/// snapshot of thousands of tables takes a while.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Jolokia's HTTP bridge to Cassandra's JMX MBeans (the operations
+/// nodetool itself calls).
+#[derive(Debug, Clone)]
+pub struct Jolokia {
+    url: Url,
+    http: reqwest::Client,
+}
+
+const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
+
+impl Jolokia {
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            http: http_client(),
+        }
+    }
+
+    /// `StorageService.takeSnapshot(tag, options, entities...)`.
+    pub async fn snapshot(&self, tag: &str, keyspaces: &[String]) -> Result<(), ControlError> {
+        self.exec(
+            "takeSnapshot(java.lang.String,java.util.Map,[Ljava.lang.String;)",
+            json!([tag, {}, keyspaces]),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `StorageService.clearSnapshot(options, tag, keyspaces...)`.
+    pub async fn clear_snapshot(&self, tag: &str) -> Result<(), ControlError> {
+        self.exec(
+            "clearSnapshot(java.util.Map,java.lang.String,[Ljava.lang.String;)",
+            json!([{}, tag, []]),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs one JMX operation of StorageService; Jolokia answers HTTP 200
+    /// with its own `status` field, which is what counts.
+    async fn exec(
+        &self,
+        operation: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value, ControlError> {
+        let request = json!({
+            "type": "exec",
+            "mbean": STORAGE_SERVICE,
+            "operation": operation,
+            "arguments": arguments,
+        });
+        let what = format!("Jolokia {operation}");
+        let response = self
+            .http
+            .post(self.url.clone())
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| http_error(&what, &e))?;
+        let body: serde_json::Value = response.json().await.map_err(|e| http_error(&what, &e))?;
+        match body.get("status").and_then(serde_json::Value::as_u64) {
+            Some(200) => Ok(body.get("value").cloned().unwrap_or_default()),
+            status => Err(ControlError::Refused {
+                operation: what,
+                message: format!(
+                    "status {}: {}",
+                    status.map_or_else(|| "none".into(), |s| s.to_string()),
+                    body.get("error")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("no error message")
+                ),
+            }),
+        }
+    }
+}
+
+/// The Management API for Apache Cassandra (`/api/v0/ops/...`, as its
+/// published openapi.json describes).
+#[derive(Debug, Clone)]
+pub struct ManagementApi {
+    url: Url,
+    http: reqwest::Client,
+}
+
+impl ManagementApi {
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            http: http_client(),
+        }
+    }
+
+    fn endpoint(&self, path: &str) -> Result<Url, ControlError> {
+        self.url.join(path).map_err(|e| ControlError::Refused {
+            operation: format!("Management API {path}"),
+            message: e.to_string(),
+        })
+    }
+
+    /// `POST /api/v0/ops/node/snapshots` with a `TakeSnapshotRequest`.
+    pub async fn snapshot(&self, tag: &str, keyspaces: &[String]) -> Result<(), ControlError> {
+        let url = self.endpoint("/api/v0/ops/node/snapshots")?;
+        let body = json!({"snapshot_name": tag, "keyspaces": keyspaces, "skip_flush": false});
+        self.send(self.http.post(url).json(&body), "take snapshot")
+            .await
+    }
+
+    /// `DELETE /api/v0/ops/node/snapshots?snapshotNames=<tag>`.
+    pub async fn clear_snapshot(&self, tag: &str) -> Result<(), ControlError> {
+        let mut url = self.endpoint("/api/v0/ops/node/snapshots")?;
+        url.query_pairs_mut().append_pair("snapshotNames", tag);
+        self.send(self.http.delete(url), "clear snapshot").await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<(), ControlError> {
+        let what = format!("Management API {what}");
+        let response = request.send().await.map_err(|e| http_error(&what, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let message = response.text().await.unwrap_or_default();
+        Err(ControlError::Refused {
+            operation: what,
+            message: format!("{status}: {}", message.trim()),
+        })
+    }
+}
+
+fn http_error(operation: &str, err: &reqwest::Error) -> ControlError {
+    ControlError::Refused {
+        operation: operation.to_string(),
+        message: crate::storage::error_chain(err),
+    }
+}
 
 /// Why a control operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +202,8 @@ pub enum ControlError {
     },
     #[error("`{command}` did not finish within {timeout:?}")]
     Timeout { command: String, timeout: Duration },
+    #[error("{operation}: {message}")]
+    Refused { operation: String, message: String },
 }
 
 /// `nodetool`, run as a command. `command` may carry arguments of its own
@@ -37,19 +222,6 @@ impl Nodetool {
             // takes a while; a hung JMX connection must not hang the pass.
             timeout: Duration::from_secs(600),
         }
-    }
-
-    /// Flushes memtables of `keyspaces` (all when empty) to SSTables, so the
-    /// snapshot holds every acknowledged write. `nodetool flush` takes one
-    /// keyspace (further words are its tables), hence one call each.
-    pub async fn flush(&self, keyspaces: &[String]) -> Result<(), ControlError> {
-        if keyspaces.is_empty() {
-            return self.run(&["flush".to_string()]).await.map(|_| ());
-        }
-        for keyspace in keyspaces {
-            self.run(&["flush".to_string(), keyspace.clone()]).await?;
-        }
-        Ok(())
     }
 
     /// Takes snapshot `tag` of `keyspaces` (all when empty).

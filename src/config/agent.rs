@@ -47,6 +47,22 @@ enum Method {
     ManagementApi,
 }
 
+/// A readable PEM file with at least one `kind` block (`CERTIFICATE`, or
+/// any `… PRIVATE KEY`). The contents are never echoed.
+fn pem_file(raw: &str, kind: &str) -> Result<PathBuf, String> {
+    let path = parse::readable_file(raw)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let has_block = text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{kind}-----")));
+    if has_block {
+        Ok(path)
+    } else {
+        Err(format!("{} holds no PEM {kind}", path.display()))
+    }
+}
+
 impl AgentConfig {
     pub fn from_args(args: &AgentArgs) -> Result<Self, ConfigError> {
         let listen = optional(
@@ -65,16 +81,12 @@ impl AgentConfig {
             "a file holding the token callers must present",
             token_file,
         )?;
-        let cert = optional(
-            vars::AGENT_TLS_CERT,
-            args.tls_cert.as_deref(),
-            parse::readable_file,
-        )?;
-        let key = optional(
-            vars::AGENT_TLS_KEY,
-            args.tls_key.as_deref(),
-            parse::readable_file,
-        )?;
+        let cert = optional(vars::AGENT_TLS_CERT, args.tls_cert.as_deref(), |raw| {
+            pem_file(raw, "CERTIFICATE")
+        })?;
+        let key = optional(vars::AGENT_TLS_KEY, args.tls_key.as_deref(), |raw| {
+            pem_file(raw, "PRIVATE KEY")
+        })?;
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,

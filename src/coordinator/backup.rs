@@ -31,7 +31,7 @@ use crate::cassandra::cql::{Cql, NodeTopology};
 use crate::catalog::{
     BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary, StartedRecord,
 };
-use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
+use crate::config::{Backend, BackupConfig, ClusterConfig, NodesConfig, StorageConfig, vars};
 use crate::storage;
 
 /// Prefix of every snapshot tag kassette takes.
@@ -105,9 +105,9 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
     let tag = snapshot_tag(&config.storage, &config.cluster, &name);
     tracing::info!(backup = %name, cluster = %config.cluster.cluster, datacenter = %config.cluster.datacenter, "backup pass starting");
 
-    let token = read_token(config)?;
+    let connector = Connector::from_config(&config.nodes)?;
     let found = discover(&config.nodes.discovery, &config.cluster).await?;
-    let agents = reach_agents(found, &token).await?;
+    let agents = reach_agents(found, &connector).await?;
     let cql_port = config.nodes.cql.port;
     let contacts: Vec<SocketAddr> = agents
         .iter()
@@ -167,26 +167,50 @@ pub fn default_name(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H-%M-%SZ").to_string()
 }
 
-fn read_token(config: &BackupConfig) -> Result<String, PassError> {
-    let path = &config.nodes.agent_token_file;
-    std::fs::read_to_string(path)
-        .map(|t| t.trim().to_string())
-        .map_err(|e| {
-            PassError::Failed(format!(
-                "{}: {}: {e}",
-                vars::AGENT_TOKEN_FILE,
-                path.display()
-            ))
+/// Makes agent clients: the shared token, and HTTPS with a private CA when
+/// `KASSETTE_AGENT_CA_FILE` is set.
+pub struct Connector {
+    token: String,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl Connector {
+    pub fn from_config(nodes: &NodesConfig) -> Result<Self, PassError> {
+        let read = |var: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| PassError::Failed(format!("{var}: {}: {e}", path.display())))
+        };
+        let token = read(vars::AGENT_TOKEN_FILE, &nodes.agent_token_file)?;
+        let ca_pem = match &nodes.agent_ca_file {
+            Some(path) => Some(read(vars::AGENT_CA_FILE, path)?),
+            None => None,
+        };
+        Ok(Self {
+            token: String::from_utf8_lossy(&token).trim().to_string(),
+            ca_pem,
         })
+    }
+
+    pub fn client(&self, agent: &AgentNode) -> Result<AgentClient, PassError> {
+        match &self.ca_pem {
+            None => Ok(AgentClient::new(&agent.agent, &self.token)),
+            Some(pem) => AgentClient::with_tls(&agent.agent, &self.token, pem).map_err(|source| {
+                PassError::Node {
+                    node: agent.name.clone(),
+                    source,
+                }
+            }),
+        }
+    }
 }
 
 /// Asks every agent who it is; fails naming the first that does not answer.
 async fn reach_agents(
     found: Vec<AgentNode>,
-    token: &str,
+    connector: &Connector,
 ) -> Result<Vec<(AgentNode, AgentClient, NodeInfo)>, PassError> {
     try_join_all(found.into_iter().map(|agent| async move {
-        let client = AgentClient::new(&agent.agent, token);
+        let client = connector.client(&agent)?;
         match client.node_info().await {
             Ok(info) => Ok((agent, client, info)),
             Err(source) => Err(PassError::Node {

@@ -41,7 +41,7 @@ impl std::fmt::Debug for AgentClient {
 }
 
 impl AgentClient {
-    /// A client for the agent at `address` (`host:port`).
+    /// A client for the agent at `address` (`host:port`), over plain HTTP.
     pub fn new(address: &str, token: &str) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -54,8 +54,34 @@ impl AgentClient {
         }
     }
 
+    /// A client for an agent serving HTTPS with a certificate issued by the
+    /// CA(s) in `ca_pem` (only those are trusted, not the system's roots).
+    pub fn with_tls(address: &str, token: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        let bad_ca = |message: String| ClientError::Unreachable {
+            agent: address.to_string(),
+            message: format!("{}: {message}", crate::config::vars::AGENT_CA_FILE),
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(ca_pem)
+            .map_err(|e| bad_ca(crate::storage::error_chain(&e)))?;
+        if certs.is_empty() {
+            return Err(bad_ca("no PEM certificate in the file".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| bad_ca(crate::storage::error_chain(&e)))?;
+        Ok(Self {
+            base: format!("https://{address}"),
+            token: token.trim().to_string(),
+            http,
+        })
+    }
+
     pub fn address(&self) -> &str {
-        self.base.trim_start_matches("http://")
+        self.base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
     }
 
     pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {

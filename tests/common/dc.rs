@@ -41,17 +41,34 @@ pub struct Datacenter {
     pub port: u16,
     pub agents: Vec<Agent>,
     token_file: PathBuf,
+    /// Set when the agents serve HTTPS: the CA that issued their certificate.
+    pub ca: Option<PathBuf>,
 }
 
 impl Datacenter {
     /// Starts one agent per node on a fresh store; `agent_env` adds
     /// settings to every agent (e.g. a bandwidth limit).
     pub async fn start(kind: StoreKind, agent_env: &[(&str, &str)]) -> Self {
+        Self::start_with(kind, agent_env, false).await
+    }
+
+    /// Like [`Datacenter::start`], with agents serving HTTPS (a private CA
+    /// the coordinator trusts through `KASSETTE_AGENT_CA_FILE`).
+    pub async fn start_tls(kind: StoreKind) -> Self {
+        Self::start_with(kind, &[], true).await
+    }
+
+    async fn start_with(kind: StoreKind, agent_env: &[(&str, &str)], tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
         let storage = new_storage(kind, dir.path()).await;
         let port = free_port_on_every_node();
+        let certs = tls.then(|| {
+            let certs_dir = dir.path().join("certs");
+            std::fs::create_dir_all(&certs_dir).unwrap();
+            super::tls::issue(&certs_dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"])
+        });
         let mut dc = Self {
             dir,
             kind,
@@ -59,18 +76,43 @@ impl Datacenter {
             port,
             agents: Vec::new(),
             token_file,
+            ca: certs.as_ref().map(|c| c.ca.clone()),
         };
+        let mut env: Vec<(String, String)> = agent_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(certs) = &certs {
+            env.push((
+                "KASSETTE_AGENT_TLS_CERT".into(),
+                certs.cert.display().to_string(),
+            ));
+            env.push((
+                "KASSETTE_AGENT_TLS_KEY".into(),
+                certs.key.display().to_string(),
+            ));
+        }
         for node in 1..=NODES {
-            let agent = dc.spawn_agent(node, agent_env);
+            let agent = dc.spawn_agent(node, &env);
             dc.agents.push(agent);
         }
         for agent in &dc.agents {
-            wait_until_serving(&agent.address).await;
+            wait_until_serving(&dc.client(&agent.address)).await;
         }
         dc
     }
 
-    fn spawn_agent(&self, node: usize, extra: &[(&str, &str)]) -> Agent {
+    /// A client for the agent at `address`, over HTTPS when the agents
+    /// serve it.
+    pub fn client(&self, address: &str) -> kassette::coordinator::client::AgentClient {
+        use kassette::coordinator::client::AgentClient;
+        match &self.ca {
+            None => AgentClient::new(address, TOKEN),
+            Some(ca) => AgentClient::with_tls(address, TOKEN, &std::fs::read(ca).unwrap()).unwrap(),
+        }
+    }
+
+    fn spawn_agent(&self, node: usize, extra: &[(String, String)]) -> Agent {
         let address = format!("127.0.0.{node}:{}", self.port);
         let dirs: Vec<String> = cassandra_data_dirs(node)
             .iter()
@@ -89,7 +131,7 @@ impl Datacenter {
             .env("KASSETTE_AGENT_STATE_DIR", &state)
             .env("KASSETTE_CASSANDRA_CONTROL", "nodetool")
             .env("KASSETTE_NODETOOL", nodetool)
-            .envs(extra.iter().copied())
+            .envs(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("agent log"));
         let child = command.spawn().expect("start kassette agent");
@@ -163,6 +205,9 @@ impl Datacenter {
             ("KASSETTE_PROGRESS_INTERVAL", "1s".to_string()),
         ] {
             env.push((k.to_string(), v));
+        }
+        if let Some(ca) = &self.ca {
+            env.push(("KASSETTE_AGENT_CA_FILE".into(), ca.display().to_string()));
         }
         env
     }
@@ -311,8 +356,8 @@ fn free_port_on_every_node() -> u16 {
     panic!("no port free on every node address");
 }
 
-async fn wait_until_serving(address: &str) {
-    let client = kassette::coordinator::client::AgentClient::new(address, TOKEN);
+async fn wait_until_serving(client: &kassette::coordinator::client::AgentClient) {
+    let address = client.address().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match client.node_info().await {

@@ -8,7 +8,9 @@
 #![allow(dead_code)]
 
 pub mod dc;
+pub mod fake_management_api;
 pub mod k8s;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,182 @@
+//! **A fake** of the Management API for Apache Cassandra: its agent jar is
+//! not on Maven Central, so no real one can run here. It serves the
+//! operations kassette uses, exactly as the project's published
+//! `openapi.json` defines them (paths, methods, query names, JSON field
+//! names; unknown fields are refused), and carries them out on a real test
+//! node with `nodetool` — so snapshots really appear on disk and a test
+//! through it exercises the agent end to end. Every request is recorded.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::setting;
+
+/// `TakeSnapshotRequest` of the openapi document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeSnapshotRequest {
+    pub snapshot_name: Option<String>,
+    pub keyspaces: Option<Vec<String>>,
+    pub table_name: Option<String>,
+    pub keyspace_tables: Option<Vec<String>>,
+    pub skip_flush: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClearQuery {
+    #[serde(rename = "snapshotNames")]
+    pub snapshot_names: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefreshQuery {
+    #[serde(rename = "keyspaceName")]
+    pub keyspace_name: Option<String>,
+    pub table: Option<String>,
+}
+
+/// What the fake was asked, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    TakeSnapshot {
+        name: String,
+        keyspaces: Vec<String>,
+    },
+    ClearSnapshot {
+        name: String,
+    },
+    Refresh {
+        keyspace: String,
+        table: String,
+    },
+}
+
+#[derive(Clone)]
+struct Fake {
+    node: usize,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// A running fake for test node `node`.
+pub struct FakeManagementApi {
+    pub url: String,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl FakeManagementApi {
+    pub async fn start(node: usize) -> Self {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let fake = Fake {
+            node,
+            calls: calls.clone(),
+        };
+        let app = Router::new()
+            .route(
+                "/api/v0/ops/node/snapshots",
+                post(take_snapshot).delete(clear_snapshots),
+            )
+            .route("/api/v0/ops/keyspace/refresh", post(refresh))
+            .with_state(fake);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, calls }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+/// Runs nodetool on the fake's node; the API answers 500 with the error
+/// text, as the real server does for a failed operation.
+async fn nodetool(node: usize, args: Vec<String>) -> Result<(), (StatusCode, String)> {
+    let mut all = vec!["-n".to_string(), node.to_string()];
+    all.extend(args);
+    let out = tokio::process::Command::new(setting("KASSETTE_TEST_NODETOOL"))
+        .args(&all)
+        .output()
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ))
+    }
+}
+
+async fn take_snapshot(
+    State(fake): State<Fake>,
+    Json(request): Json<TakeSnapshotRequest>,
+) -> Result<&'static str, (StatusCode, String)> {
+    let Some(name) = request.snapshot_name.clone() else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "snapshot_name is required by this fake".into(),
+        ));
+    };
+    let keyspaces = request.keyspaces.clone().unwrap_or_default();
+    fake.calls.lock().unwrap().push(Call::TakeSnapshot {
+        name: name.clone(),
+        keyspaces: keyspaces.clone(),
+    });
+    let mut args = vec!["snapshot".to_string(), "-t".to_string(), name];
+    if request.skip_flush == Some(true) {
+        args.push("-sf".into());
+    }
+    if !keyspaces.is_empty() {
+        args.push("--".into());
+        args.extend(keyspaces);
+    }
+    nodetool(fake.node, args).await?;
+    Ok("OK")
+}
+
+async fn clear_snapshots(
+    State(fake): State<Fake>,
+    Query(query): Query<ClearQuery>,
+) -> Result<&'static str, (StatusCode, String)> {
+    let name = query.snapshot_names.unwrap_or_default();
+    fake.calls
+        .lock()
+        .unwrap()
+        .push(Call::ClearSnapshot { name: name.clone() });
+    let mut args = vec!["clearsnapshot".to_string()];
+    if name.is_empty() {
+        args.push("--all".into());
+    } else {
+        args.extend(["-t".to_string(), name]);
+    }
+    nodetool(fake.node, args).await?;
+    Ok("OK")
+}
+
+async fn refresh(
+    State(fake): State<Fake>,
+    Query(query): Query<RefreshQuery>,
+) -> Result<&'static str, (StatusCode, String)> {
+    let (Some(keyspace), Some(table)) = (query.keyspace_name, query.table) else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Must provide a keyspace name".into(),
+        ));
+    };
+    fake.calls.lock().unwrap().push(Call::Refresh {
+        keyspace: keyspace.clone(),
+        table: table.clone(),
+    });
+    nodetool(fake.node, vec!["refresh".into(), keyspace, table]).await?;
+    Ok("OK")
+}

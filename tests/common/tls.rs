@@ -1,0 +1,79 @@
+//! Test certificates: a fresh private CA and a server certificate it
+//! issued, made with the `openssl` command.
+
+use std::path::{Path, PathBuf};
+
+/// Files of a test CA and one server certificate.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Writes into `dir` a CA (`ca.pem`, `ca.key`) and a server certificate
+/// (`public.crt`, `private.key`, the names MinIO expects) for the IP
+/// addresses `ips`.
+pub fn issue(dir: &Path, ips: &[&str]) -> TestCerts {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        super::run("openssl", args);
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=kassette-test-ca",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={}", ips[0]),
+        "-keyout",
+        &path("private.key"),
+        "-out",
+        &path("server.csr"),
+    ]);
+    let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+    std::fs::write(
+        path("server.ext"),
+        format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            sans.join(",")
+        ),
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("server.ext"),
+        "-out",
+        &path("public.crt"),
+    ]);
+    TestCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("public.crt"),
+        key: dir.join("private.key"),
+    }
+}
