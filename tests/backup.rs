@@ -731,3 +731,111 @@ async fn backup_discovering(
         .env("KASSETTE_KEYSPACES", keyspaces);
     command.output().await.expect("run kassette backup")
 }
+
+/// **A fake** Pushgateway (the real one is not served by the Go module
+/// proxy here): it accepts what the real one accepts at
+/// `/metrics/job/<job>/<label>/<value>…` and records path and body.
+async fn fake_pushgateway() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use axum::extract::{Request, State};
+    let pushes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .fallback(
+            |State(pushes): State<std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>>,
+             request: Request| async move {
+                let path = request.uri().path().to_string();
+                let method = request.method().clone();
+                let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                if method != axum::http::Method::POST || !path.starts_with("/metrics/job/") {
+                    return axum::http::StatusCode::METHOD_NOT_ALLOWED;
+                }
+                pushes
+                    .lock()
+                    .unwrap()
+                    .push((path, String::from_utf8_lossy(&body).into_owned()));
+                axum::http::StatusCode::OK
+            },
+        )
+        .with_state(pushes.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, pushes)
+}
+
+/// Metrics reach the Pushgateway after a successful and a failed pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_pushed_after_every_pass() {
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    data.write(&session, 0, 20, 64).await;
+    let dc = Datacenter::start(StoreKind::Local, &[]).await;
+    let (url, pushes) = fake_pushgateway().await;
+    let name = backup_name("metrics-");
+    let ks = data.keyspaces().join(",");
+    let out = dc
+        .kassette(
+            &["backup"],
+            &[
+                ("KASSETTE_BACKUP_NAME", name.as_str()),
+                ("KASSETTE_KEYSPACES", &ks),
+                ("KASSETTE_PUSHGATEWAY_URL", &url),
+            ],
+        )
+        .await;
+    assert_success(&out, "backup with metrics");
+    let failed = dc
+        .kassette(
+            &["backup"],
+            &[
+                ("KASSETTE_KEYSPACES", "no_such_keyspace"),
+                ("KASSETTE_PUSHGATEWAY_URL", &url),
+            ],
+        )
+        .await;
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("KASSETTE_KEYSPACES: keyspace \"no_such_keyspace\" does not exist"),
+        "{}",
+        text(&failed)
+    );
+
+    let pushes = pushes.lock().unwrap().clone();
+    assert_eq!(pushes.len(), 2, "{pushes:?}");
+    let group = format!(
+        "/metrics/job/kassette_backup/cluster/{}/datacenter/{}",
+        setting("KASSETTE_TEST_CASSANDRA_CLUSTER"),
+        setting("KASSETTE_TEST_CASSANDRA_DC")
+    );
+    let manifest = dc.manifest(&name).await;
+    let (path, body) = &pushes[0];
+    assert_eq!(path, &group);
+    assert!(body.contains("kassette_backup_success 1\n"), "{body}");
+    assert!(
+        body.contains(&format!("kassette_backup_bytes {}\n", manifest["bytes"])),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("kassette_backup_files {}\n", manifest["files"])),
+        "{body}"
+    );
+    assert!(
+        body.contains("kassette_backup_last_success_timestamp_seconds "),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE kassette_backup_duration_seconds gauge\n"),
+        "{body}"
+    );
+    let (path, body) = &pushes[1];
+    assert_eq!(path, &group);
+    assert!(body.contains("kassette_backup_success 0\n"), "{body}");
+    assert!(
+        !body.contains("last_success"),
+        "a failure must not move the success time: {body}"
+    );
+}
