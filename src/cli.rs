@@ -229,6 +229,11 @@ pub struct RestoreArgs {
     /// `merge` (import beside the live data).
     #[arg(long, env = vars::RESTORE_MODE, value_name = "MODE")]
     pub restore_mode: Option<String>,
+    /// In replace mode, also remove the snapshots Cassandra takes when a
+    /// table is truncated (`auto_snapshot`), once the restore succeeded
+    /// (`true`/`false`, default false: they are the pre-restore data).
+    #[arg(long, env = vars::CLEAR_TRUNCATE_SNAPSHOTS, value_name = "BOOL")]
+    pub clear_truncate_snapshots: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
     #[command(flatten)]

@@ -8,8 +8,8 @@ use bytesize::ByteSize;
 
 use crate::Error;
 use crate::catalog::{BackupManifest, Catalog, Layout};
-use crate::config::{BackupConfig, ClusterConfig, PurgeConfig, StorageConfig};
-use crate::coordinator::{PassError, backup, inspect, metrics, purge};
+use crate::config::{BackupConfig, ClusterConfig, PurgeConfig, RestoreConfig, StorageConfig};
+use crate::coordinator::{PassError, backup, inspect, metrics, purge, restore};
 use crate::storage::{self, error_chain};
 
 fn failed(err: PassError) -> Error {
@@ -59,6 +59,42 @@ pub async fn backup(config: BackupConfig) -> Result<(), Error> {
         ByteSize(m.uploaded_bytes),
         ByteSize(outcome.read_bytes),
         m.snapshot_skew_ms,
+        outcome.duration.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `kassette restore`: the pass and its summary line.
+pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
+    let outcome = restore::run(&config).await.map_err(failed)?;
+    let tables: Vec<String> = outcome
+        .tables
+        .iter()
+        .map(|(k, t)| format!("{k}.{t}"))
+        .collect();
+    tracing::info!(
+        backup = %outcome.backup,
+        tables = tables.len(),
+        files = outcome.files,
+        bytes = outcome.bytes,
+        downloaded_bytes = outcome.downloaded_bytes,
+        created = ?outcome.created,
+        duration_ms = outcome.duration.as_millis() as u64,
+        "restore complete"
+    );
+    println!(
+        "restore of {} complete: {} tables ({}), {} files, {} imported ({} downloaded now){}, {:.1} s",
+        outcome.backup,
+        tables.len(),
+        tables.join(", "),
+        outcome.files,
+        ByteSize(outcome.bytes),
+        ByteSize(outcome.downloaded_bytes),
+        if outcome.created.is_empty() {
+            String::new()
+        } else {
+            format!("; recreated {}", outcome.created.join(", "))
+        },
         outcome.duration.as_secs_f64()
     );
     Ok(())

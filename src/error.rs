@@ -19,12 +19,6 @@ pub enum Error {
     /// A setting is missing or malformed.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The role exists in the interface but has not been built yet.
-    #[error("`kassette {0}` is not implemented yet")]
-    NotImplemented(&'static str),
-    /// A configured option whose implementation has not been built yet.
-    #[error("{0} is not implemented yet")]
-    Unsupported(String),
     /// The operation failed at run time.
     #[error("{0}")]
     Failed(String),
@@ -35,9 +29,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Config(_) => ExitCode::from(EXIT_USAGE),
-            Error::NotImplemented(_) | Error::Unsupported(_) | Error::Failed(_) => {
-                ExitCode::from(EXIT_FAILED)
-            }
+            Error::Failed(_) => ExitCode::from(EXIT_FAILED),
         }
     }
 }

@@ -51,7 +51,7 @@ pub fn run(command: Command) -> Result<(), Error> {
         }
         Command::Restore(args) => {
             let config = RestoreConfig::from_args(&args)?;
-            not_built_yet("restore", &config)
+            runtime()?.block_on(commands::restore(config))
         }
         Command::Agent(args) => {
             let config = AgentConfig::from_args(&args)?;
@@ -106,10 +106,4 @@ fn catalog_config(
         StorageConfig::from_args(&args.storage)?,
         ClusterConfig::from_args(&args.cluster)?,
     ))
-}
-
-/// A role whose configuration is accepted but whose work is not built yet.
-fn not_built_yet(role: &'static str, config: &impl std::fmt::Debug) -> Result<(), Error> {
-    tracing::debug!(?config, "configuration is valid");
-    Err(Error::NotImplemented(role))
 }

@@ -732,19 +732,18 @@ async fn backup_discovering(
     command.output().await.expect("run kassette backup")
 }
 
+/// What the fake Pushgateway received: (path, body) per push.
+type Pushes = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// **A fake** Pushgateway (the real one is not served by the Go module
 /// proxy here): it accepts what the real one accepts at
 /// `/metrics/job/<job>/<label>/<value>…` and records path and body.
-async fn fake_pushgateway() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) {
+async fn fake_pushgateway() -> (String, Pushes) {
     use axum::extract::{Request, State};
-    let pushes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pushes = Pushes::default();
     let app = axum::Router::new()
         .fallback(
-            |State(pushes): State<std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>>,
-             request: Request| async move {
+            |State(pushes): State<Pushes>, request: Request| async move {
                 let path = request.uri().path().to_string();
                 let method = request.method().clone();
                 let body = axum::body::to_bytes(request.into_body(), 1 << 20)

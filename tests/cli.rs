@@ -238,7 +238,11 @@ fn catalog_roles_on_an_empty_catalog() {
     );
     let restore = kassette(&["restore"], &env);
     assert_eq!(restore.status.code(), Some(1), "{}", text(&restore));
-    assert!(text(&restore).contains("`kassette restore` is not implemented yet"));
+    assert!(
+        text(&restore).contains("there is no complete backup yet"),
+        "{}",
+        text(&restore)
+    );
 }
 
 #[test]

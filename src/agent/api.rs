@@ -10,6 +10,9 @@
 //! | POST | `/v1/uploads` | [`UploadRequest`] → [`UploadReport`] (when done) |
 //! | GET | `/v1/progress` | → [`Progress`] |
 //! | DELETE | `/v1/snapshots/{tag}` | → 204 |
+//! | POST | `/v1/downloads` | [`DownloadRequest`] → [`DownloadReport`] (when done) |
+//! | POST | `/v1/imports` | [`ImportRequest`] → [`ImportReport`] |
+//! | DELETE | `/v1/staging/{name}` | → 204 |
 
 use serde::{Deserialize, Serialize};
 
@@ -76,4 +79,48 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
+}
+
+/// Download `files` (one node's share of a backup, already filtered to the
+/// tables being restored) into staging area `staging`, verifying each
+/// against its BLAKE3; files already staged and verified are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRequest {
+    pub cluster: String,
+    pub datacenter: String,
+    /// Names the staging area; the same backup gives the same area, so an
+    /// interrupted restore resumes.
+    pub staging: String,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadReport {
+    pub files: u64,
+    pub bytes: u64,
+    /// Fetched now; the rest were staged and verified by an earlier run.
+    pub downloaded_files: u64,
+    pub downloaded_bytes: u64,
+}
+
+/// A live table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRef {
+    pub keyspace: String,
+    pub table: String,
+}
+
+/// Import the staged SSTables of `tables` into the live tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub staging: String,
+    pub tables: Vec<TableRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// Tables that had files on this node.
+    pub tables: u64,
+    pub files: u64,
+    pub bytes: u64,
 }

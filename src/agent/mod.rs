@@ -8,7 +8,10 @@
 //! listener bound to `127.0.0.1:0`); [`serve`] runs it until shutdown.
 
 pub mod api;
+mod restore;
 mod upload;
+
+pub use restore::is_restored;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,7 +28,8 @@ use crate::cassandra::control::{Control, ControlError, Jolokia, ManagementApi, N
 use crate::config::{AgentConfig, CassandraControl};
 use crate::storage::Store;
 use api::{
-    ApiError, NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+    ApiError, DownloadReport, DownloadRequest, ImportReport, ImportRequest, NodeInfo, Progress,
+    SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
 };
 
 /// Everything the handlers share.
@@ -36,9 +40,12 @@ pub struct AgentState {
     control: Control,
     store: Arc<dyn Store>,
     digest_cache: PathBuf,
+    /// Where the agent keeps its own files (digest cache, staging).
+    state_dir: PathBuf,
     concurrency: usize,
     progress: Arc<Mutex<Progress>>,
-    /// One upload at a time: a second request waits for the first.
+    /// One transfer (upload or download) at a time: a second request
+    /// waits for the first.
     uploading: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -51,12 +58,17 @@ impl AgentState {
         digest_cache: PathBuf,
         concurrency: usize,
     ) -> Self {
+        let state_dir = digest_cache
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         Self {
             token: Arc::new(token.trim_ascii().to_vec()),
             data_dirs,
             control,
             store,
             digest_cache,
+            state_dir,
             concurrency: concurrency.max(1),
             progress: Arc::new(Mutex::new(Progress {
                 state: "idle".into(),
@@ -68,6 +80,12 @@ impl AgentState {
 
     fn progress(&self) -> Progress {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn set_progress(&self, change: impl FnOnce(&mut Progress)) {
+        if let Ok(mut progress) = self.progress.lock() {
+            change(&mut progress);
+        }
     }
 }
 
@@ -112,6 +130,9 @@ pub fn app(state: AgentState) -> Router {
         .route("/v1/snapshots/{tag}", delete(clear_snapshot))
         .route("/v1/uploads", post(upload_snapshot))
         .route("/v1/progress", get(progress))
+        .route("/v1/downloads", post(download_backup))
+        .route("/v1/imports", post(import_staged))
+        .route("/v1/staging/{name}", delete(remove_staging))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -232,7 +253,7 @@ async fn node_info(State(state): State<AgentState>) -> Json<NodeInfo> {
 /// Snapshot tags become directory names: letters, digits, `.`, `_`, `-`,
 /// starting alphanumeric, at most 200 characters (a backup name plus the
 /// coordinator's prefix).
-fn check_tag(tag: &str) -> Result<(), AgentError> {
+pub(crate) fn check_tag(tag: &str) -> Result<(), AgentError> {
     let ok = (1..=200).contains(&tag.len())
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric())
         && tag
@@ -301,6 +322,30 @@ async fn upload_snapshot(
     check_tag(&request.tag)?;
     let _one_at_a_time = state.uploading.lock().await;
     upload::run(&state, &request).await.map(Json)
+}
+
+async fn download_backup(
+    State(state): State<AgentState>,
+    Json(request): Json<DownloadRequest>,
+) -> Result<Json<DownloadReport>, AgentError> {
+    let _one_at_a_time = state.uploading.lock().await;
+    restore::download(&state, &request).await.map(Json)
+}
+
+async fn import_staged(
+    State(state): State<AgentState>,
+    Json(request): Json<ImportRequest>,
+) -> Result<Json<ImportReport>, AgentError> {
+    let _one_at_a_time = state.uploading.lock().await;
+    restore::import(&state, &request).await.map(Json)
+}
+
+async fn remove_staging(
+    State(state): State<AgentState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AgentError> {
+    restore::remove_staging(&state, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn progress(State(state): State<AgentState>) -> Json<Progress> {

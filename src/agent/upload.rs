@@ -197,9 +197,7 @@ fn report(files: Vec<(SnapshotFile, Digest)>, hashed_bytes: u64, sent: Vec<bool>
 }
 
 fn set_progress(state: &AgentState, change: impl FnOnce(&mut Progress)) {
-    if let Ok(mut progress) = state.progress.lock() {
-        change(&mut progress);
-    }
+    state.set_progress(change);
 }
 
 /// Logs files, bytes, rate and ETA every [`PROGRESS_INTERVAL`].

@@ -37,6 +37,31 @@ impl Control {
             Control::ManagementApi(m) => m.clear_snapshot(tag).await,
         }
     }
+
+    /// Loads the SSTables in `dir` into the live table `keyspace.table`
+    /// (Cassandra moves them into its data directories, verifying them and
+    /// their tokens, and rebuilds the table's secondary indexes for them).
+    /// The Management API can only refresh a table from its own directory,
+    /// so the caller first places the files there (see
+    /// [`Control::imports_from_table_directory`]).
+    pub async fn import(
+        &self,
+        keyspace: &str,
+        table: &str,
+        dir: &std::path::Path,
+    ) -> Result<(), ControlError> {
+        match self {
+            Control::Nodetool(n) => n.import(keyspace, table, dir).await,
+            Control::Jolokia(j) => j.import(keyspace, table, dir).await,
+            Control::ManagementApi(m) => m.refresh(keyspace, table).await,
+        }
+    }
+
+    /// Whether [`Control::import`] expects the files in the table's own
+    /// data directory rather than in a staging directory.
+    pub fn imports_from_table_directory(&self) -> bool {
+        matches!(self, Control::ManagementApi(_))
+    }
 }
 
 /// One HTTP client for the HTTP doors: generous timeouts, because a
@@ -87,16 +112,63 @@ impl Jolokia {
         .map(|_| ())
     }
 
-    /// Runs one JMX operation of StorageService; Jolokia answers HTTP 200
-    /// with its own `status` field, which is what counts.
+    /// `ColumnFamilyStore.importNewSSTables(dirs, resetLevel, clearRepaired,
+    /// verifySSTables, verifyTokens, invalidateCaches, extendedVerify,
+    /// copyData)` with nodetool import's defaults; it answers the
+    /// directories that failed.
+    pub async fn import(
+        &self,
+        keyspace: &str,
+        table: &str,
+        dir: &std::path::Path,
+    ) -> Result<(), ControlError> {
+        let mbean =
+            format!("org.apache.cassandra.db:type=Tables,keyspace={keyspace},table={table}");
+        let operation = "importNewSSTables(java.util.Set,boolean,boolean,boolean,boolean,boolean,boolean,boolean)";
+        let failed = self
+            .exec_on(
+                &mbean,
+                operation,
+                json!([
+                    [dir.display().to_string()],
+                    true,
+                    true,
+                    true,
+                    true,
+                    true,
+                    false,
+                    false
+                ]),
+            )
+            .await?;
+        match failed.as_array() {
+            Some(dirs) if !dirs.is_empty() => Err(ControlError::Refused {
+                operation: format!("Jolokia importNewSSTables {keyspace}.{table}"),
+                message: format!("directories failed to import: {failed}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     async fn exec(
         &self,
         operation: &str,
         arguments: serde_json::Value,
     ) -> Result<serde_json::Value, ControlError> {
+        self.exec_on(STORAGE_SERVICE, operation, arguments).await
+    }
+
+    /// Runs one JMX operation; Jolokia answers HTTP 200 with its own
+    /// `status` field, which is what counts.
+    async fn exec_on(
+        &self,
+        mbean: &str,
+        operation: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value, ControlError> {
         let request = json!({
             "type": "exec",
-            "mbean": STORAGE_SERVICE,
+            "mbean": mbean,
             "operation": operation,
             "arguments": arguments,
         });
@@ -161,6 +233,16 @@ impl ManagementApi {
         let mut url = self.endpoint("/api/v0/ops/node/snapshots")?;
         url.query_pairs_mut().append_pair("snapshotNames", tag);
         self.send(self.http.delete(url), "clear snapshot").await
+    }
+
+    /// `POST /api/v0/ops/keyspace/refresh?keyspaceName=<ks>&table=<t>`:
+    /// loads SSTables placed in the table's own data directory.
+    pub async fn refresh(&self, keyspace: &str, table: &str) -> Result<(), ControlError> {
+        let mut url = self.endpoint("/api/v0/ops/keyspace/refresh")?;
+        url.query_pairs_mut()
+            .append_pair("keyspaceName", keyspace)
+            .append_pair("table", table);
+        self.send(self.http.post(url), "refresh").await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<(), ControlError> {
@@ -238,6 +320,30 @@ impl Nodetool {
     pub async fn clear_snapshot(&self, tag: &str) -> Result<(), ControlError> {
         let args = ["clearsnapshot", "-t", tag].map(String::from);
         self.run(&args).await.map(|_| ())
+    }
+
+    /// `nodetool import <keyspace> <table> <dir>`: it exits non-zero when a
+    /// directory failed to import.
+    pub async fn import(
+        &self,
+        keyspace: &str,
+        table: &str,
+        dir: &std::path::Path,
+    ) -> Result<(), ControlError> {
+        let args = [
+            "import".to_string(),
+            keyspace.to_string(),
+            table.to_string(),
+            dir.display().to_string(),
+        ];
+        let out = self.run(&args).await?;
+        if out.contains("failed to import") {
+            return Err(ControlError::Refused {
+                operation: format!("nodetool import {keyspace} {table}"),
+                message: out.trim().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Tags of the snapshots present on the node.

@@ -165,7 +165,7 @@ impl Cql {
     ) -> Result<String, CqlError> {
         let mut schema = String::new();
         for keyspace in keyspaces {
-            let query = format!("DESCRIBE KEYSPACE \"{}\"", keyspace.replace('"', "\"\""));
+            let query = format!("DESCRIBE KEYSPACE {}", quote(keyspace));
             let rows: Vec<(String, String, String, String)> = self.rows_on(node, &query).await?;
             for (_, _, _, statement) in rows {
                 schema.push_str(statement.trim_end());
@@ -173,6 +173,49 @@ impl Cql {
             }
         }
         Ok(schema)
+    }
+
+    /// Runs a schema statement (the driver waits for schema agreement
+    /// across the cluster before returning).
+    pub async fn ddl(&self, statement: &str) -> Result<(), CqlError> {
+        self.session
+            .query_unpaged(statement, ())
+            .await
+            .map(|_| ())
+            .map_err(|e| CqlError::Query {
+                node: "cluster".into(),
+                message: format!(
+                    "{}: {}",
+                    first_line(statement),
+                    crate::storage::error_chain(&e)
+                ),
+            })
+    }
+
+    /// Empties `keyspace.table` on every node (Cassandra requires every
+    /// replica up for TRUNCATE).
+    pub async fn truncate(&self, keyspace: &str, table: &str) -> Result<(), CqlError> {
+        let statement = format!("TRUNCATE TABLE {}.{}", quote(keyspace), quote(table));
+        let mut truncate = Statement::new(statement.clone());
+        truncate.set_request_timeout(Some(Duration::from_secs(120)));
+        self.session
+            .query_unpaged(truncate, ())
+            .await
+            .map(|_| ())
+            .map_err(|e| CqlError::Query {
+                node: "cluster".into(),
+                message: format!("{statement}: {}", crate::storage::error_chain(&e)),
+            })
+    }
+
+    /// Tables of `keyspace` that exist now.
+    pub async fn tables(&self, node: SocketAddr, keyspace: &str) -> Result<Vec<String>, CqlError> {
+        let query = format!(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = '{}'",
+            keyspace.replace('\'', "''")
+        );
+        let rows: Vec<(String,)> = self.rows_on(node, &query).await?;
+        Ok(rows.into_iter().map(|(t,)| t).collect())
     }
 
     /// Runs `query` on exactly `node` (node-local system tables differ from
@@ -210,6 +253,24 @@ impl Cql {
             }
         }
     }
+}
+
+/// A CQL identifier as it must be written: bare when it is lowercase
+/// letters, digits and `_`, quoted otherwise.
+pub fn quote(name: &str) -> String {
+    let bare = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if bare {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+fn first_line(statement: &str) -> &str {
+    statement.lines().next().unwrap_or(statement)
 }
 
 fn query_error(node: SocketAddr, message: &str) -> CqlError {

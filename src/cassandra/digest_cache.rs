@@ -63,6 +63,17 @@ impl DigestCache {
         Ok(digest)
     }
 
+    /// The digest remembered for `identity`, if any (nothing is read).
+    pub fn known(&self, identity: &FileIdentity) -> Option<Digest> {
+        self.entries.get(identity).copied()
+    }
+
+    /// Remembers the digest of a file whose content was verified another
+    /// way (e.g. hashed while it was downloaded).
+    pub fn remember(&mut self, identity: FileIdentity, digest: Digest) {
+        self.entries.insert(identity, digest);
+    }
+
     /// Keeps only the entries of `live` files (so the cache does not grow
     /// forever) and writes it back atomically.
     pub fn save(&mut self, live: &[FileIdentity]) -> std::io::Result<()> {

@@ -12,8 +12,10 @@
 //!   once and a differential backup of it reads zero data bytes.
 //! - [`cql`] — the coordinator's CQL view: each node's host id, tokens and
 //!   rack, the datacenter's members, and the schema.
+//! - [`schema`] — the backed-up schema read back, statement by statement.
 
 pub mod control;
 pub mod cql;
 pub mod digest_cache;
+pub mod schema;
 pub mod snapshot;

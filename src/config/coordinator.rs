@@ -320,6 +320,8 @@ pub struct RestoreConfig {
     pub keyspaces: Option<Vec<String>>,
     pub tables: Option<Vec<(String, String)>>,
     pub mode: RestoreMode,
+    /// Remove Cassandra's truncate snapshots after a successful replace.
+    pub clear_truncate_snapshots: bool,
     pub storage: StorageConfig,
     pub cluster: ClusterConfig,
     pub nodes: NodesConfig,
@@ -349,6 +351,12 @@ impl RestoreConfig {
                 )
             })?
             .unwrap_or(RestoreMode::Replace),
+            clear_truncate_snapshots: optional(
+                vars::CLEAR_TRUNCATE_SNAPSHOTS,
+                args.clear_truncate_snapshots.as_deref(),
+                parse::boolean,
+            )?
+            .unwrap_or(false),
             storage: StorageConfig::from_args(&args.storage)?,
             cluster: ClusterConfig::from_args(&args.cluster)?,
             nodes: NodesConfig::from_args(&args.nodes)?,

@@ -15,23 +15,21 @@
 //! 6. clear the snapshots on every node, whatever happened;
 //! 7. apply retention and collect garbage, still under the lease.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
-use super::client::AgentClient;
-use super::discovery::{AgentNode, discover};
 use super::lease::Lease;
+use super::nodes::{self, Node};
 use super::{PassError, lease_owner, progress, purge, with_lease};
-use crate::agent::api::{NodeInfo, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
-use crate::cassandra::cql::{Cql, NodeTopology};
+use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
+use crate::cassandra::cql::Cql;
 use crate::catalog::{
     BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary, StartedRecord,
 };
-use crate::config::{Backend, BackupConfig, ClusterConfig, NodesConfig, StorageConfig, vars};
+use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
 use crate::storage;
 
 /// Prefix of every snapshot tag kassette takes.
@@ -76,23 +74,6 @@ pub struct BackupOutcome {
     pub purge: Option<purge::PurgeReport>,
 }
 
-/// One node of the pass: its agent and what Cassandra says about it.
-struct Node {
-    agent: AgentNode,
-    client: AgentClient,
-    data_dirs: Vec<String>,
-    topology: NodeTopology,
-}
-
-impl Node {
-    fn failed(&self) -> impl Fn(super::client::ClientError) -> PassError + '_ {
-        |source| PassError::Node {
-            node: self.agent.name.clone(),
-            source,
-        }
-    }
-}
-
 /// Runs the pass. Exits with an error naming what failed; on success the
 /// backup is complete.
 pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
@@ -105,17 +86,8 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
     let tag = snapshot_tag(&config.storage, &config.cluster, &name);
     tracing::info!(backup = %name, cluster = %config.cluster.cluster, datacenter = %config.cluster.datacenter, "backup pass starting");
 
-    let connector = Connector::from_config(&config.nodes)?;
-    let found = discover(&config.nodes.discovery, &config.cluster).await?;
-    let agents = reach_agents(found, &connector).await?;
-    let cql_port = config.nodes.cql.port;
-    let contacts: Vec<SocketAddr> = agents
-        .iter()
-        .map(|(agent, _, _)| SocketAddr::new(agent.ip, cql_port))
-        .collect();
-    let cql = Cql::connect(&contacts, &config.nodes.cql).await?;
-    let nodes = check_nodes(agents, &cql, config).await?;
-    let first = SocketAddr::new(nodes[0].agent.ip, cql_port);
+    let (nodes, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
+    let first = nodes[0].cql_address(config.nodes.cql.port);
     let keyspaces = backup_keyspaces(&cql, first, config.keyspaces.as_deref()).await?;
 
     let store = storage::open(&config.storage).await?;
@@ -165,127 +137,6 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
 /// segment and a snapshot tag (`2026-11-25T02-00-00Z`).
 pub fn default_name(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H-%M-%SZ").to_string()
-}
-
-/// Makes agent clients: the shared token, and HTTPS with a private CA when
-/// `KASSETTE_AGENT_CA_FILE` is set.
-pub struct Connector {
-    token: String,
-    ca_pem: Option<Vec<u8>>,
-}
-
-impl Connector {
-    pub fn from_config(nodes: &NodesConfig) -> Result<Self, PassError> {
-        let read = |var: &str, path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| PassError::Failed(format!("{var}: {}: {e}", path.display())))
-        };
-        let token = read(vars::AGENT_TOKEN_FILE, &nodes.agent_token_file)?;
-        let ca_pem = match &nodes.agent_ca_file {
-            Some(path) => Some(read(vars::AGENT_CA_FILE, path)?),
-            None => None,
-        };
-        Ok(Self {
-            token: String::from_utf8_lossy(&token).trim().to_string(),
-            ca_pem,
-        })
-    }
-
-    pub fn client(&self, agent: &AgentNode) -> Result<AgentClient, PassError> {
-        match &self.ca_pem {
-            None => Ok(AgentClient::new(&agent.agent, &self.token)),
-            Some(pem) => AgentClient::with_tls(&agent.agent, &self.token, pem).map_err(|source| {
-                PassError::Node {
-                    node: agent.name.clone(),
-                    source,
-                }
-            }),
-        }
-    }
-}
-
-/// Asks every agent who it is; fails naming the first that does not answer.
-async fn reach_agents(
-    found: Vec<AgentNode>,
-    connector: &Connector,
-) -> Result<Vec<(AgentNode, AgentClient, NodeInfo)>, PassError> {
-    try_join_all(found.into_iter().map(|agent| async move {
-        let client = connector.client(&agent)?;
-        match client.node_info().await {
-            Ok(info) => Ok((agent, client, info)),
-            Err(source) => Err(PassError::Node {
-                node: agent.name.clone(),
-                source,
-            }),
-        }
-    }))
-    .await
-}
-
-/// Asks every node who it is, and refuses a datacenter that is not whole:
-/// a node that does not answer CQL, a node of another datacenter, two
-/// agents on one node, or a ring member without an agent.
-async fn check_nodes(
-    agents: Vec<(AgentNode, AgentClient, NodeInfo)>,
-    cql: &Cql,
-    config: &BackupConfig,
-) -> Result<Vec<Node>, PassError> {
-    let datacenter = &config.cluster.datacenter;
-    let port = config.nodes.cql.port;
-    let nodes = try_join_all(agents.into_iter().map(|(agent, client, info)| async move {
-        let topology = cql
-            .node(SocketAddr::new(agent.ip, port))
-            .await
-            .map_err(|e| {
-                PassError::Refused(format!(
-                    "node {}: Cassandra is not answering: {e}",
-                    agent.name
-                ))
-            })?;
-        if &topology.datacenter != datacenter {
-            return Err(PassError::Refused(format!(
-                "node {} is in datacenter {:?}, not {datacenter:?} ({})",
-                agent.name,
-                topology.datacenter,
-                vars::DATACENTER
-            )));
-        }
-        Ok(Node {
-            agent,
-            client,
-            data_dirs: info.data_dirs,
-            topology,
-        })
-    }))
-    .await?;
-    let mut seen = BTreeSet::new();
-    for node in &nodes {
-        if !seen.insert(node.topology.host_id) {
-            return Err(PassError::Refused(format!(
-                "two agents reach the same Cassandra node {} (host id {})",
-                node.agent.ip, node.topology.host_id
-            )));
-        }
-    }
-    let members = cql
-        .datacenter_members(SocketAddr::new(nodes[0].agent.ip, port), datacenter)
-        .await?;
-    let missing: Vec<String> = members
-        .iter()
-        .filter(|m| !seen.contains(&m.host_id))
-        .map(|m| format!("{} (host id {})", m.address, m.host_id))
-        .collect();
-    if !missing.is_empty() {
-        return Err(PassError::Refused(format!(
-            "datacenter {datacenter} has nodes without an agent: {}; a backup must cover every node",
-            missing.join(", ")
-        )));
-    }
-    tracing::info!(
-        nodes = nodes.len(),
-        "every node of the datacenter is up and has an agent"
-    );
-    Ok(nodes)
 }
 
 /// The keyspaces the backup covers: the configured ones (which must

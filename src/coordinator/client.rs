@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::agent::api::{
-    ApiError, NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+    ApiError, DownloadReport, DownloadRequest, ImportReport, ImportRequest, NodeInfo, Progress,
+    SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
 };
 
 /// Why a call to an agent failed; always names the agent.
@@ -101,6 +102,23 @@ impl AgentClient {
 
     pub async fn progress(&self) -> Result<Progress, ClientError> {
         self.call(Method::GET, "/v1/progress", None::<&()>).await
+    }
+
+    /// Blocks until the agent has staged and verified the files.
+    pub async fn download(&self, request: &DownloadRequest) -> Result<DownloadReport, ClientError> {
+        self.call(Method::POST, "/v1/downloads", Some(request))
+            .await
+    }
+
+    pub async fn import(&self, request: &ImportRequest) -> Result<ImportReport, ClientError> {
+        self.call(Method::POST, "/v1/imports", Some(request)).await
+    }
+
+    pub async fn remove_staging(&self, name: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(Method::DELETE, &format!("/v1/staging/{name}"), None::<&()>)
+            .await?;
+        self.check(response).await.map(|_| ())
     }
 
     /// Tags of the snapshots on the node's disks.

@@ -3,9 +3,12 @@
 //!
 //! - [`backup`] — discover, lock, snapshot every node, upload, commit,
 //!   clear snapshots, apply retention.
+//! - [`restore`] — resolve, map nodes, stage verified files, create the
+//!   missing schema, truncate (replace mode), import.
 //! - [`purge`] — retention and garbage collection under the lease.
 //! - [`inspect`] — `list`, `status` and `verify`: reading the catalog.
 //! - [`discovery`] — finding the agents (static list or Kubernetes).
+//! - [`nodes`] — reaching them and checking the datacenter is whole.
 //! - [`lease`] — the datacenter lease that keeps passes from overlapping.
 //! - [`client`] — the typed agent client.
 //! - [`metrics`] — Prometheus text pushed to a Pushgateway.
@@ -16,8 +19,10 @@ pub mod discovery;
 pub mod inspect;
 pub mod lease;
 pub mod metrics;
+pub mod nodes;
 mod progress;
 pub mod purge;
+pub mod restore;
 
 use std::future::Future;
 use std::time::Duration;

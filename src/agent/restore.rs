@@ -1,0 +1,368 @@
+//! A node's share of a restore: stage the backup's files beside the data,
+//! verified; import them into the live tables; remove the staging area.
+//!
+//! Staging lives in the agent's state directory (on the data volume):
+//! `<state>/staging/<name>/<keyspace>/<table>/<file>`. Only SSTable
+//! components are staged: Cassandra rebuilds a table's secondary indexes
+//! for the SSTables it imports, and its per-snapshot `manifest.json` /
+//! `schema.cql` are not data. A staged file's identity (device, inode, size,
+//! mtime) and verified digest are remembered in `<name>/verified.json`, so a
+//! re-run neither downloads nor re-reads what is already there.
+
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::api::{
+    DownloadReport, DownloadRequest, ImportReport, ImportRequest, Progress, TableRef,
+};
+use super::{AgentError, AgentState};
+use crate::cassandra::digest_cache::DigestCache;
+use crate::cassandra::snapshot::FileIdentity;
+use crate::catalog::{FileEntry, Layout};
+
+/// Whether a snapshot file is an SSTable component to restore.
+pub fn is_restored(file: &FileEntry) -> bool {
+    !file.path.contains('/') && !matches!(file.path.as_str(), "manifest.json" | "schema.cql")
+}
+
+fn staging_dir(state: &AgentState, name: &str) -> Result<PathBuf, AgentError> {
+    super::check_tag(name)?;
+    Ok(state.state_dir.join("staging").join(name))
+}
+
+fn table_dir(staging: &Path, keyspace: &str, table: &str) -> PathBuf {
+    staging.join(keyspace).join(table)
+}
+
+fn failed(what: &str, err: impl std::fmt::Display) -> AgentError {
+    AgentError::Failed(format!("{what}: {err}"))
+}
+
+pub(super) async fn download(
+    state: &AgentState,
+    request: &DownloadRequest,
+) -> Result<DownloadReport, AgentError> {
+    let layout = Layout::new(&request.cluster, &request.datacenter)
+        .map_err(|e| AgentError::BadRequest(e.to_string()))?;
+    let staging = staging_dir(state, &request.staging)?;
+    let files: Vec<FileEntry> = request
+        .files
+        .iter()
+        .filter(|f| is_restored(f))
+        .cloned()
+        .collect();
+    for file in &files {
+        if file.keyspace.contains(['/', '.'])
+            || file.table.contains(['/', '.'])
+            || file.path.starts_with('.')
+        {
+            return Err(AgentError::BadRequest(format!(
+                "not a table file: {}/{}/{}",
+                file.keyspace, file.table, file.path
+            )));
+        }
+    }
+    let cache_path = staging.join("verified.json");
+    let mut cache = DigestCache::open(&cache_path);
+    let (present, missing) = split_staged(&staging, &files, &cache);
+    let total: u64 = files.iter().map(|f| f.digest.size).sum();
+    let reused: u64 = present.iter().map(|(f, _)| f.digest.size).sum();
+    state.set_progress(|p| {
+        *p = Progress {
+            state: "downloading".into(),
+            files_total: files.len() as u64,
+            files_done: present.len() as u64,
+            bytes_total: total,
+            bytes_done: reused,
+            ..Progress::default()
+        }
+    });
+    let result = fetch_all(state, &layout, &staging, &missing).await;
+    let fetched = match result {
+        Ok(fetched) => fetched,
+        Err(err) => {
+            state.set_progress(|p| {
+                p.state = "failed".into();
+                p.error = Some(err.to_string());
+            });
+            return Err(err);
+        }
+    };
+    for (identity, digest) in &fetched {
+        cache.remember(*identity, *digest);
+    }
+    let live: Vec<FileIdentity> = present
+        .iter()
+        .map(|(_, identity)| *identity)
+        .chain(fetched.iter().map(|(identity, _)| *identity))
+        .collect();
+    cache
+        .save(&live)
+        .map_err(|e| failed(&cache_path.display().to_string(), e))?;
+    sync_files(&staging, &files).await?;
+    state.set_progress(|p| p.state = "done".into());
+    let report = DownloadReport {
+        files: files.len() as u64,
+        bytes: total,
+        downloaded_files: missing.len() as u64,
+        downloaded_bytes: missing.iter().map(|f| f.digest.size).sum(),
+    };
+    tracing::info!(staging = %staging.display(), files = report.files, bytes = report.bytes, downloaded_files = report.downloaded_files, downloaded_bytes = report.downloaded_bytes, "staged and verified");
+    Ok(report)
+}
+
+/// Files already staged and verified (with their identity), and the rest.
+fn split_staged(
+    staging: &Path,
+    files: &[FileEntry],
+    cache: &DigestCache,
+) -> (Vec<(FileEntry, FileIdentity)>, Vec<FileEntry>) {
+    let mut present = Vec::new();
+    let mut missing = Vec::new();
+    for file in files {
+        let dest = table_dir(staging, &file.keyspace, &file.table).join(&file.path);
+        let verified = std::fs::metadata(&dest)
+            .ok()
+            .map(|meta| FileIdentity::of(&meta))
+            .filter(|identity| {
+                cache
+                    .known(identity)
+                    .is_some_and(|d| d.same_content(&file.digest))
+            });
+        match verified {
+            Some(identity) => present.push((file.clone(), identity)),
+            None => missing.push(file.clone()),
+        }
+    }
+    (present, missing)
+}
+
+/// Downloads `files` (each checked against its BLAKE3 by the store layer
+/// before it appears under its name); returns their identities.
+async fn fetch_all(
+    state: &AgentState,
+    layout: &Layout,
+    staging: &Path,
+    files: &[FileEntry],
+) -> Result<Vec<(FileIdentity, crate::storage::Digest)>, AgentError> {
+    futures::stream::iter(files.to_vec())
+        .map(|file| {
+            let (state, layout, staging) = (state.clone(), layout.clone(), staging.to_path_buf());
+            async move {
+                let dir = table_dir(&staging, &file.keyspace, &file.table);
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| failed(&dir.display().to_string(), e))?;
+                let dest = dir.join(&file.path);
+                let key = layout
+                    .blob(&file.digest)
+                    .map_err(|e| failed("blob key", e))?;
+                state
+                    .store
+                    .get_file(&key, &dest, &file.digest)
+                    .await
+                    .map_err(|e| AgentError::Failed(e.to_string()))?;
+                let meta = tokio::fs::metadata(&dest)
+                    .await
+                    .map_err(|e| failed(&dest.display().to_string(), e))?;
+                state.set_progress(|p| {
+                    p.files_done += 1;
+                    p.bytes_done += file.digest.size;
+                    p.bytes_uploaded += file.digest.size;
+                });
+                Ok((FileIdentity::of(&meta), file.digest))
+            }
+        })
+        .buffer_unordered(state.concurrency)
+        .try_collect()
+        .await
+}
+
+/// Makes every staged file durable before anything imports it: downloads
+/// are not synced one by one (that would serialise them on the disk), so
+/// they are synced here, once, before the live data is touched.
+async fn sync_files(staging: &Path, files: &[FileEntry]) -> Result<(), AgentError> {
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|f| table_dir(staging, &f.keyspace, &f.table).join(&f.path))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for path in paths {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| failed(&path.display().to_string(), e))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| failed("sync", e))?
+}
+
+pub(super) async fn import(
+    state: &AgentState,
+    request: &ImportRequest,
+) -> Result<ImportReport, AgentError> {
+    let staging = staging_dir(state, &request.staging)?;
+    let mut report = ImportReport::default();
+    for TableRef { keyspace, table } in &request.tables {
+        let dir = table_dir(&staging, keyspace, table);
+        let staged = sstable_files(&dir)?;
+        if staged.is_empty() {
+            continue;
+        }
+        report.tables += 1;
+        report.files += staged.len() as u64;
+        report.bytes += staged.iter().map(|(_, size)| size).sum::<u64>();
+        let source = if state.control.imports_from_table_directory() {
+            move_into_table_directory(state, keyspace, table, &dir)?
+        } else {
+            dir.clone()
+        };
+        state.control.import(keyspace, table, &source).await?;
+        let left = data_files(&source)?;
+        if !left.is_empty() {
+            return Err(AgentError::Failed(format!(
+                "{} SSTable(s) of {keyspace}.{table} were not imported (see Cassandra's log): {}",
+                left.len(),
+                left.join(", ")
+            )));
+        }
+        tracing::info!(%keyspace, %table, files = staged.len(), "imported");
+    }
+    Ok(report)
+}
+
+/// Regular files in `dir` with their sizes (none if it does not exist).
+fn sstable_files(dir: &Path) -> Result<Vec<(PathBuf, u64)>, AgentError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(failed(&dir.display().to_string(), e)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| failed(&dir.display().to_string(), e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| failed(&dir.display().to_string(), e))?;
+        if meta.is_file() {
+            files.push((entry.path(), meta.len()));
+        }
+    }
+    Ok(files)
+}
+
+/// Names of the `*-Data.db` files still in `dir`.
+fn data_files(dir: &Path) -> Result<Vec<String>, AgentError> {
+    Ok(sstable_files(dir)?
+        .into_iter()
+        .filter_map(|(path, _)| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|name| name.ends_with("-Data.db"))
+        .collect())
+}
+
+/// For the Management API's refresh, which loads what lies in the table's
+/// own directory: moves the staged SSTables there under generation numbers
+/// no file there uses. Returns the directory.
+fn move_into_table_directory(
+    state: &AgentState,
+    keyspace: &str,
+    table: &str,
+    staged: &Path,
+) -> Result<PathBuf, AgentError> {
+    let live = live_table_dir(state, keyspace, table)?;
+    let taken = generations(&live)?;
+    let mut next = taken.iter().copied().max().unwrap_or(0) + 1_000;
+    let mut renamed: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (path, _) in sstable_files(staged)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some((version, generation, rest)) = split_sstable_name(&name) else {
+            return Err(AgentError::Failed(format!(
+                "{name} is not an SSTable component"
+            )));
+        };
+        let new = *renamed.entry(generation.to_string()).or_insert_with(|| {
+            next += 1;
+            next
+        });
+        let target = live.join(format!("{version}-{new}-{rest}"));
+        std::fs::rename(&path, &target).map_err(|e| failed(&target.display().to_string(), e))?;
+    }
+    Ok(live)
+}
+
+/// `<data_dir>/<keyspace>/<table>-<id>` of the live table: the most
+/// recently created one when a dropped table left an older directory.
+fn live_table_dir(state: &AgentState, keyspace: &str, table: &str) -> Result<PathBuf, AgentError> {
+    let keyspace_dir = state
+        .data_dirs
+        .first()
+        .ok_or_else(|| AgentError::Failed("no data directory".into()))?
+        .join(keyspace);
+    let prefix = format!("{table}-");
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&keyspace_dir)
+        .map_err(|e| failed(&keyspace_dir.display().to_string(), e))?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix(&prefix)
+                .is_some_and(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.created().ok()?, e.path())))
+        .collect();
+    candidates.sort();
+    candidates.pop().map(|(_, path)| path).ok_or_else(|| {
+        AgentError::Failed(format!(
+            "no data directory for {keyspace}.{table} on this node"
+        ))
+    })
+}
+
+/// Integer generations of the SSTables in `dir`.
+fn generations(dir: &Path) -> Result<Vec<u64>, AgentError> {
+    Ok(sstable_files(dir)?
+        .into_iter()
+        .filter_map(|(path, _)| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            split_sstable_name(&name)?.1.parse().ok()
+        })
+        .collect())
+}
+
+/// `nb-3-big-Data.db` → (`nb`, `3`, `big-Data.db`).
+fn split_sstable_name(name: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = name.splitn(3, '-');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+pub(super) async fn remove_staging(state: &AgentState, name: &str) -> Result<(), AgentError> {
+    let dir = staging_dir(state, name)?;
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(failed(&dir.display().to_string(), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sstable_names_split_into_version_generation_rest() {
+        assert_eq!(
+            split_sstable_name("nb-3-big-Data.db"),
+            Some(("nb", "3", "big-Data.db"))
+        );
+        assert_eq!(
+            split_sstable_name("da-12-bti-Partitions.db"),
+            Some(("da", "12", "bti-Partitions.db"))
+        );
+        assert_eq!(split_sstable_name("manifest.json"), None);
+    }
+}

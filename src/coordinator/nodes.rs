@@ -1,0 +1,177 @@
+//! The nodes of a pass: agents found by discovery, reached with the
+//! shared token (and TLS when configured), matched to their Cassandra
+//! nodes over CQL — and refused unless the datacenter is whole.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use futures::future::try_join_all;
+
+use super::PassError;
+use super::client::AgentClient;
+use super::discovery::{AgentNode, discover};
+use crate::agent::api::NodeInfo;
+use crate::cassandra::cql::{Cql, NodeTopology};
+use crate::config::{ClusterConfig, NodesConfig, vars};
+
+/// Discovers the agents, reaches every one, connects CQL through them and
+/// checks the datacenter is whole (see [`check_nodes`]).
+pub async fn whole_datacenter(
+    nodes: &NodesConfig,
+    cluster: &ClusterConfig,
+) -> Result<(Vec<Node>, Cql), PassError> {
+    let connector = Connector::from_config(nodes)?;
+    let found = discover(&nodes.discovery, cluster).await?;
+    let agents = reach_agents(found, &connector).await?;
+    let contacts: Vec<SocketAddr> = agents
+        .iter()
+        .map(|(agent, _, _)| SocketAddr::new(agent.ip, nodes.cql.port))
+        .collect();
+    let cql = Cql::connect(&contacts, &nodes.cql).await?;
+    let checked = check_nodes(agents, &cql, nodes, cluster).await?;
+    Ok((checked, cql))
+}
+
+/// One node of the pass: its agent and what Cassandra says about it.
+pub struct Node {
+    pub agent: AgentNode,
+    pub client: AgentClient,
+    pub data_dirs: Vec<String>,
+    pub topology: NodeTopology,
+}
+
+impl Node {
+    /// The node's CQL address.
+    pub fn cql_address(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.agent.ip, port)
+    }
+
+    pub fn failed(&self) -> impl Fn(super::client::ClientError) -> PassError + '_ {
+        |source| PassError::Node {
+            node: self.agent.name.clone(),
+            source,
+        }
+    }
+}
+
+/// Makes agent clients: the shared token, and HTTPS with a private CA when
+/// `KASSETTE_AGENT_CA_FILE` is set.
+pub struct Connector {
+    token: String,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl Connector {
+    pub fn from_config(nodes: &NodesConfig) -> Result<Self, PassError> {
+        let read = |var: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| PassError::Failed(format!("{var}: {}: {e}", path.display())))
+        };
+        let token = read(vars::AGENT_TOKEN_FILE, &nodes.agent_token_file)?;
+        let ca_pem = match &nodes.agent_ca_file {
+            Some(path) => Some(read(vars::AGENT_CA_FILE, path)?),
+            None => None,
+        };
+        Ok(Self {
+            token: String::from_utf8_lossy(&token).trim().to_string(),
+            ca_pem,
+        })
+    }
+
+    pub fn client(&self, agent: &AgentNode) -> Result<AgentClient, PassError> {
+        match &self.ca_pem {
+            None => Ok(AgentClient::new(&agent.agent, &self.token)),
+            Some(pem) => AgentClient::with_tls(&agent.agent, &self.token, pem).map_err(|source| {
+                PassError::Node {
+                    node: agent.name.clone(),
+                    source,
+                }
+            }),
+        }
+    }
+}
+
+/// Asks every agent who it is; fails naming the first that does not answer.
+async fn reach_agents(
+    found: Vec<AgentNode>,
+    connector: &Connector,
+) -> Result<Vec<(AgentNode, AgentClient, NodeInfo)>, PassError> {
+    try_join_all(found.into_iter().map(|agent| async move {
+        let client = connector.client(&agent)?;
+        match client.node_info().await {
+            Ok(info) => Ok((agent, client, info)),
+            Err(source) => Err(PassError::Node {
+                node: agent.name.clone(),
+                source,
+            }),
+        }
+    }))
+    .await
+}
+
+/// Asks every node who it is, and refuses a datacenter that is not whole:
+/// a node that does not answer CQL, a node of another datacenter, two
+/// agents on one node, or a ring member without an agent.
+async fn check_nodes(
+    agents: Vec<(AgentNode, AgentClient, NodeInfo)>,
+    cql: &Cql,
+    nodes: &NodesConfig,
+    cluster: &ClusterConfig,
+) -> Result<Vec<Node>, PassError> {
+    let datacenter = &cluster.datacenter;
+    let port = nodes.cql.port;
+    let nodes = try_join_all(agents.into_iter().map(|(agent, client, info)| async move {
+        let topology = cql
+            .node(SocketAddr::new(agent.ip, port))
+            .await
+            .map_err(|e| {
+                PassError::Refused(format!(
+                    "node {}: Cassandra is not answering: {e}",
+                    agent.name
+                ))
+            })?;
+        if &topology.datacenter != datacenter {
+            return Err(PassError::Refused(format!(
+                "node {} is in datacenter {:?}, not {datacenter:?} ({})",
+                agent.name,
+                topology.datacenter,
+                vars::DATACENTER
+            )));
+        }
+        Ok(Node {
+            agent,
+            client,
+            data_dirs: info.data_dirs,
+            topology,
+        })
+    }))
+    .await?;
+    let mut seen = BTreeSet::new();
+    for node in &nodes {
+        if !seen.insert(node.topology.host_id) {
+            return Err(PassError::Refused(format!(
+                "two agents reach the same Cassandra node {} (host id {})",
+                node.agent.ip, node.topology.host_id
+            )));
+        }
+    }
+    let members = cql
+        .datacenter_members(SocketAddr::new(nodes[0].agent.ip, port), datacenter)
+        .await?;
+    let missing: Vec<String> = members
+        .iter()
+        .filter(|m| !seen.contains(&m.host_id))
+        .map(|m| format!("{} (host id {})", m.address, m.host_id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(PassError::Refused(format!(
+            "datacenter {datacenter} has nodes without an agent: {}; a backup must cover every node",
+            missing.join(", ")
+        )));
+    }
+    tracing::info!(
+        nodes = nodes.len(),
+        "every node of the datacenter is up and has an agent"
+    );
+    Ok(nodes)
+}

@@ -1,0 +1,378 @@
+//! `kassette restore`: bring a datacenter's tables back to the state of a
+//! backup, online, and exit 0 only when they are.
+//!
+//! Order (nothing live changes before step 6):
+//!
+//! 1. resolve the backup (`latest` = the newest complete one) and read its
+//!    node manifests, each checked against the BLAKE3 the backup manifest
+//!    records — an incomplete or unknown backup is refused;
+//! 2. choose the tables (`KASSETTE_KEYSPACES`, `KASSETTE_TABLES`; system
+//!    keyspaces never);
+//! 3. reach every node, check the datacenter is whole, and map backup nodes
+//!    to live nodes by host id, else by identical token sets — refusing a
+//!    different topology;
+//! 4. take the lease (a purge must not delete blobs being restored);
+//! 5. every agent downloads its node's files into staging, verified;
+//! 6. create the missing schema (never altering or dropping anything);
+//! 7. replace mode: truncate each table once, cluster-wide;
+//! 8. every agent imports its staged SSTables;
+//! 9. remove the staging areas (and, when asked, the truncate snapshots).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use futures::future::{join_all, try_join_all};
+use jiff::Timestamp;
+
+use super::lease::Lease;
+use super::nodes::{self, Node};
+use super::{PassError, lease_owner, progress, with_lease};
+use crate::agent::api::{DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef};
+use crate::agent::is_restored;
+use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
+use crate::cassandra::schema::{self, Object};
+use crate::catalog::{BackupManifest, Catalog, Layout, NodeManifest};
+use crate::config::{RestoreConfig, RestoreMode, vars};
+use crate::storage;
+
+/// What a successful restore reports.
+#[derive(Debug, Clone)]
+pub struct RestoreOutcome {
+    pub backup: String,
+    pub tables: Vec<(String, String)>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Fetched now; the rest were staged by an interrupted earlier run.
+    pub downloaded_bytes: u64,
+    pub created: Vec<String>,
+    pub duration: std::time::Duration,
+}
+
+pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
+    let start = Instant::now();
+    let store = storage::open(&config.storage).await?;
+    let layout = Layout::new(&config.cluster.cluster, &config.cluster.datacenter)
+        .map_err(storage::Error::from)?;
+    let catalog = Catalog::new(store.clone(), layout.clone());
+    let backup = catalog.backup_manifest(&config.backup).await?;
+    let manifests = catalog.node_manifests(&backup).await?;
+    let tables = select_tables(&backup, config)?;
+    tracing::info!(backup = %backup.name, tables = tables.len(), mode = ?config.mode, "restore pass starting");
+
+    let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
+    let plan = map_nodes(&manifests, &live)?;
+    let mut lease = Lease::acquire(
+        store,
+        &layout,
+        &lease_owner(),
+        "restore",
+        config.pass.lock_ttl,
+    )
+    .await?;
+    let pass = Restore {
+        config,
+        backup: &backup,
+        tables: &tables,
+        plan: &plan,
+        cql: &cql,
+        first: live[0].cql_address(config.nodes.cql.port),
+    };
+    let result = with_lease(&mut lease, pass.run()).await;
+    if let Err(err) = lease.release().await {
+        tracing::warn!(error = %err, "could not release the lease; it expires on its own");
+    }
+    let (downloads, imports, created) = result?;
+    Ok(RestoreOutcome {
+        backup: backup.name.clone(),
+        tables: tables.into_iter().collect(),
+        files: imports.iter().map(|r| r.files).sum(),
+        bytes: imports.iter().map(|r| r.bytes).sum(),
+        downloaded_bytes: downloads.iter().map(|r| r.downloaded_bytes).sum(),
+        created,
+        duration: start.elapsed(),
+    })
+}
+
+/// The tables to restore: every user table the backed-up schema defines,
+/// narrowed by the filters, which must name things the backup has.
+fn select_tables(
+    backup: &BackupManifest,
+    config: &RestoreConfig,
+) -> Result<BTreeSet<(String, String)>, PassError> {
+    let defined: BTreeSet<(String, String)> = schema::parse(&backup.schema_cql)
+        .into_iter()
+        .filter(|s| s.object == Object::Table)
+        .filter(|s| !SYSTEM_KEYSPACES.contains(&s.keyspace.as_str()))
+        .map(|s| (s.keyspace, s.name))
+        .collect();
+    let mut chosen = defined.clone();
+    if let Some(keyspaces) = &config.keyspaces {
+        for keyspace in keyspaces {
+            if !defined.iter().any(|(k, _)| k == keyspace) {
+                return Err(PassError::Refused(format!(
+                    "{}: backup {} has no keyspace {keyspace:?} (it has: {})",
+                    vars::KEYSPACES,
+                    backup.name,
+                    backup.keyspaces.join(", ")
+                )));
+            }
+        }
+        chosen.retain(|(k, _)| keyspaces.contains(k));
+    }
+    if let Some(tables) = &config.tables {
+        for table in tables {
+            if !defined.contains(table) {
+                return Err(PassError::Refused(format!(
+                    "{}: backup {} has no table {}.{}",
+                    vars::TABLES,
+                    backup.name,
+                    table.0,
+                    table.1
+                )));
+            }
+        }
+        chosen.retain(|t| tables.contains(t));
+    }
+    if chosen.is_empty() {
+        return Err(PassError::Refused(format!(
+            "nothing to restore: backup {} has no user table matching the filters",
+            backup.name
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Which live node receives which backup node's files.
+struct Plan<'a> {
+    pairs: Vec<(&'a NodeManifest, &'a Node)>,
+}
+
+/// Maps every backup node to a live node: by host id, else (a rebuilt
+/// cluster) by identical token set. Anything else is a different topology,
+/// which this pass refuses rather than attempts.
+fn map_nodes<'a>(manifests: &'a [NodeManifest], live: &'a [Node]) -> Result<Plan<'a>, PassError> {
+    if manifests.len() != live.len() {
+        return Err(PassError::Refused(format!(
+            "the backup has {} nodes, the datacenter {}: restoring into another topology is not supported",
+            manifests.len(),
+            live.len()
+        )));
+    }
+    let by_id: HashMap<uuid::Uuid, &Node> = live.iter().map(|n| (n.topology.host_id, n)).collect();
+    let sorted = |tokens: &[String]| {
+        let mut t = tokens.to_vec();
+        t.sort();
+        t
+    };
+    let by_tokens: HashMap<Vec<String>, &Node> = live
+        .iter()
+        .map(|n| (sorted(&n.topology.tokens), n))
+        .collect();
+    let mut pairs = Vec::with_capacity(manifests.len());
+    let mut used = BTreeSet::new();
+    for manifest in manifests {
+        let node = by_id
+            .get(&manifest.host_id)
+            .or_else(|| by_tokens.get(&sorted(&manifest.tokens)))
+            .copied()
+            .ok_or_else(|| {
+                PassError::Refused(format!(
+                    "backup node {} ({}, rack {}, {} tokens) matches no live node by host id or tokens; live nodes: {}. Restoring into another topology is not supported",
+                    manifest.host_id,
+                    manifest.address,
+                    manifest.rack,
+                    manifest.tokens.len(),
+                    live.iter()
+                        .map(|n| format!("{} ({}, rack {})", n.topology.host_id, n.agent.name, n.topology.rack))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if !used.insert(node.topology.host_id) {
+            return Err(PassError::Refused(format!(
+                "two backup nodes map to live node {}",
+                node.agent.name
+            )));
+        }
+        pairs.push((manifest, node));
+    }
+    Ok(Plan { pairs })
+}
+
+struct Restore<'a> {
+    config: &'a RestoreConfig,
+    backup: &'a BackupManifest,
+    tables: &'a BTreeSet<(String, String)>,
+    plan: &'a Plan<'a>,
+    cql: &'a Cql,
+    first: std::net::SocketAddr,
+}
+
+type Reports = (Vec<DownloadReport>, Vec<ImportReport>, Vec<String>);
+
+impl Restore<'_> {
+    async fn run(&self) -> Result<Reports, PassError> {
+        let downloads = self.download_all().await?;
+        tracing::info!(
+            files = downloads.iter().map(|r| r.files).sum::<u64>(),
+            bytes = downloads.iter().map(|r| r.bytes).sum::<u64>(),
+            "every node has its files staged and verified; changing the live cluster now"
+        );
+        let created = self.create_missing_schema().await?;
+        let truncated_at = Timestamp::now();
+        if self.config.mode == RestoreMode::Replace {
+            for (keyspace, table) in self.tables {
+                self.cql.truncate(keyspace, table).await?;
+                tracing::info!(%keyspace, %table, "truncated");
+            }
+        }
+        let imports = self.import_all().await?;
+        self.clean_up(truncated_at).await;
+        Ok((downloads, imports, created))
+    }
+
+    /// The staging area's name on every node: the backup's, so a re-run
+    /// with the same backup finds what an interrupted one staged.
+    fn staging(&self) -> String {
+        format!("restore-{}", self.backup.name)
+    }
+
+    async fn download_all(&self) -> Result<Vec<DownloadReport>, PassError> {
+        let downloads = try_join_all(self.plan.pairs.iter().map(|(manifest, node)| {
+            let request = DownloadRequest {
+                cluster: self.backup.cluster.clone(),
+                datacenter: self.backup.datacenter.clone(),
+                staging: self.staging(),
+                files: manifest
+                    .files
+                    .iter()
+                    .filter(|f| is_restored(f))
+                    .filter(|f| self.tables.contains(&(f.keyspace.clone(), f.table.clone())))
+                    .cloned()
+                    .collect(),
+            };
+            async move { node.client.download(&request).await.map_err(node.failed()) }
+        }));
+        let clients = self
+            .plan
+            .pairs
+            .iter()
+            .map(|(_, n)| n.client.clone())
+            .collect();
+        tokio::select! {
+            reports = downloads => reports,
+            () = progress::log_forever("download", clients, self.config.pass.progress_interval) => {
+                Err(PassError::Failed("progress reporting stopped".into()))
+            }
+        }
+    }
+
+    /// Creates the keyspaces, types, tables and indexes of the selected
+    /// tables that do not exist; returns what it created.
+    async fn create_missing_schema(&self) -> Result<Vec<String>, PassError> {
+        let keyspaces: BTreeSet<&String> = self.tables.iter().map(|(k, _)| k).collect();
+        let mut existing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for keyspace in &keyspaces {
+            let tables = self.cql.tables(self.first, keyspace).await?;
+            existing.insert((*keyspace).clone(), tables.into_iter().collect());
+        }
+        let mut created = Vec::new();
+        for statement in schema::parse(&self.backup.schema_cql) {
+            if !keyspaces.contains(&statement.keyspace) {
+                continue;
+            }
+            let wanted = match &statement.object {
+                Object::Keyspace | Object::Type | Object::Function | Object::Aggregate => true,
+                Object::Table => self
+                    .tables
+                    .contains(&(statement.keyspace.clone(), statement.name.clone())),
+                Object::Index { table } => self
+                    .tables
+                    .contains(&(statement.keyspace.clone(), table.clone())),
+                // Views are derived data, rebuilt by Cassandra from their
+                // base table; importing SSTables does not feed them.
+                Object::View { .. } => false,
+            };
+            if !wanted {
+                continue;
+            }
+            let missing_table = statement.object == Object::Table
+                && !existing
+                    .get(&statement.keyspace)
+                    .is_some_and(|t| t.contains(&statement.name));
+            self.cql.ddl(&statement.if_not_exists()).await?;
+            if missing_table {
+                created.push(format!("{}.{}", statement.keyspace, statement.name));
+                tracing::info!(keyspace = %statement.keyspace, table = %statement.name, "created the missing table from the backed-up schema");
+            }
+        }
+        Ok(created)
+    }
+
+    async fn import_all(&self) -> Result<Vec<ImportReport>, PassError> {
+        let request = ImportRequest {
+            staging: self.staging(),
+            tables: self
+                .tables
+                .iter()
+                .map(|(keyspace, table)| TableRef {
+                    keyspace: keyspace.clone(),
+                    table: table.clone(),
+                })
+                .collect(),
+        };
+        try_join_all(self.plan.pairs.iter().map(|(_, node)| {
+            let request = &request;
+            async move { node.client.import(request).await.map_err(node.failed()) }
+        }))
+        .await
+    }
+
+    /// Removes the staging areas and, when asked, the snapshots Cassandra
+    /// took when it truncated; failures only warn (the data is restored).
+    async fn clean_up(&self, truncated_at: Timestamp) {
+        let staging = self.staging();
+        let results = join_all(
+            self.plan
+                .pairs
+                .iter()
+                .map(|(_, n)| n.client.remove_staging(&staging)),
+        )
+        .await;
+        for ((_, node), result) in self.plan.pairs.iter().zip(results) {
+            if let Err(err) = result {
+                tracing::warn!(node = %node.agent.name, error = %err, "could not remove the staging area");
+            }
+        }
+        if self.config.mode == RestoreMode::Replace && self.config.clear_truncate_snapshots {
+            for (_, node) in &self.plan.pairs {
+                self.clear_truncate_snapshots(node, truncated_at).await;
+            }
+        }
+    }
+
+    /// Cassandra names them `truncated-<epoch millis>-<table>`.
+    async fn clear_truncate_snapshots(&self, node: &Node, since: Timestamp) {
+        let tags = match node.client.snapshot_tags().await {
+            Ok(tags) => tags,
+            Err(err) => {
+                tracing::warn!(node = %node.agent.name, error = %err, "could not list snapshots");
+                return;
+            }
+        };
+        let since_ms = since.as_millisecond() - 1_000;
+        for tag in tags {
+            let Some(rest) = tag.strip_prefix("truncated-") else {
+                continue;
+            };
+            let Some((millis, table)) = rest.split_once('-') else {
+                continue;
+            };
+            let ours = millis.parse::<i64>().is_ok_and(|m| m >= since_ms)
+                && self.tables.iter().any(|(_, t)| t == table);
+            if ours && let Err(err) = node.client.clear_snapshot(&tag).await {
+                tracing::warn!(node = %node.agent.name, %tag, error = %err, "could not clear a truncate snapshot");
+            }
+        }
+    }
+}
