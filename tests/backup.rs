@@ -9,102 +9,13 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::dc::{Datacenter, StoreKind, assert_success, backup_name, nodetool_everywhere, text};
-use common::{cql_cluster, create_keyspace, setting};
+use common::dataset::Dataset;
+use common::dc::{Datacenter, StoreKind, assert_success, backup_name, text};
+use common::{cql_cluster, setting};
 use kassette::catalog::{BackupManifest, Catalog, Layout, NodeManifest};
 use kassette::coordinator::client::AgentClient;
 use kassette::storage::PutMode;
 use scylla::client::session::Session;
-
-/// Keyspaces of one test: a users table with a secondary index and
-/// payloads, an events table with clustering rows, and a second keyspace.
-struct Dataset {
-    main: String,
-    other: String,
-}
-
-impl Dataset {
-    async fn create(session: &Session) -> Self {
-        let main = create_keyspace(session, "bk_").await;
-        let other = create_keyspace(session, "bk2_").await;
-        for ddl in [
-            format!("CREATE TABLE {main}.users (id int PRIMARY KEY, email text, payload blob)"),
-            format!("CREATE INDEX users_by_email ON {main}.users (email)"),
-            format!(
-                "CREATE TABLE {main}.events (day int, seq int, body text, PRIMARY KEY (day, seq))"
-            ),
-            format!("CREATE TABLE {other}.items (id int PRIMARY KEY, v text)"),
-        ] {
-            session.query_unpaged(ddl, ()).await.expect("create schema");
-        }
-        Self { main, other }
-    }
-
-    fn keyspaces(&self) -> [&str; 2] {
-        [&self.main, &self.other]
-    }
-
-    /// Writes rows `from..to` into every table; `payload` bytes each.
-    async fn write(&self, session: &Session, from: i32, to: i32, payload: usize) {
-        let users = session
-            .prepare(format!(
-                "INSERT INTO {}.users (id, email, payload) VALUES (?, ?, ?)",
-                self.main
-            ))
-            .await
-            .unwrap();
-        let events = session
-            .prepare(format!(
-                "INSERT INTO {}.events (day, seq, body) VALUES (?, ?, ?)",
-                self.main
-            ))
-            .await
-            .unwrap();
-        let items = session
-            .prepare(format!(
-                "INSERT INTO {}.items (id, v) VALUES (?, ?)",
-                self.other
-            ))
-            .await
-            .unwrap();
-        for id in from..to {
-            let blob = incompressible(id as u64, payload);
-            let email = format!("user{id}@example.com");
-            session
-                .execute_unpaged(&users, (id, email, blob))
-                .await
-                .unwrap();
-            session
-                .execute_unpaged(&events, (id % 7, id, format!("event {id}")))
-                .await
-                .unwrap();
-            session
-                .execute_unpaged(&items, (id, format!("item {id}")))
-                .await
-                .unwrap();
-        }
-    }
-
-    fn flush(&self) {
-        for keyspace in self.keyspaces() {
-            nodetool_everywhere(&["flush", keyspace]);
-        }
-    }
-}
-
-/// Bytes that SSTable compression cannot shrink (xorshift from `seed`),
-/// so the data on disk is as large as the test means it to be.
-fn incompressible(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn catalog_of(dc: &Datacenter, store: std::sync::Arc<dyn kassette::storage::Store>) -> Catalog {
     let layout = Layout::new(

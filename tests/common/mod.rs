@@ -7,6 +7,7 @@
 //! a silent skip.
 #![allow(dead_code)]
 
+pub mod dataset;
 pub mod dc;
 pub mod fake_management_api;
 pub mod k8s;
