@@ -54,8 +54,9 @@ async fn damage(session: &Session, data: &Dataset) {
         cql(
             session,
             format!(
-                "UPDATE {}.users SET email = 'changed{id}' WHERE id = {}",
+                "UPDATE {}.users SET email = 'changed{}' WHERE id = {}",
                 data.main,
+                id + 5,
                 id + 5
             ),
         )
@@ -297,7 +298,7 @@ async fn damaged_or_incomplete_backups_are_refused_before_any_change() {
     let victim = nodes[1]
         .files
         .iter()
-        .find(|f| f.table == "users" && f.path.ends_with("-Data.db"))
+        .find(|f| f.table == "users" && f.path.ends_with("-Data.db") && !f.path.starts_with('.'))
         .unwrap();
     let key = layout.blob(&victim.digest).unwrap();
     let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
@@ -360,21 +361,20 @@ async fn killed_during_download_changes_nothing_and_resumes() {
     let out = dc.kassette(&["restore"], &env).await;
     assert_success(&out, "re-run of the killed restore");
     let summary = String::from_utf8_lossy(&out.stdout).to_string();
-    let downloaded = summary
-        .split("imported (")
-        .nth(1)
-        .and_then(|rest| rest.split(" downloaded now").next())
-        .unwrap_or_default()
-        .to_string();
-    let imported = summary
-        .split(" files, ")
-        .nth(1)
-        .and_then(|rest| rest.split(" imported").next())
-        .unwrap_or_default()
-        .to_string();
-    assert_ne!(
-        downloaded, imported,
-        "the re-run downloaded everything again: {summary}"
+    let amount = |after: &str, before: &str| -> u64 {
+        let text = summary
+            .split(after)
+            .nth(1)
+            .and_then(|r| r.split(before).next());
+        text.and_then(|t| t.trim().parse::<bytesize::ByteSize>().ok())
+            .map(|b| b.as_u64())
+            .unwrap_or_else(|| panic!("no amount between {after:?} and {before:?} in {summary}"))
+    };
+    let imported = amount(" files, ", " imported");
+    let downloaded = amount("imported (", " downloaded now");
+    assert!(
+        downloaded * 10 < imported * 9,
+        "the re-run downloaded {downloaded} of {imported} bytes again: {summary}"
     );
     assert_eq!(
         data.users(&session).await,
@@ -395,9 +395,10 @@ async fn damage_big(session: &Session, data: &Dataset) {
 async fn wait_for_download(dc: &Datacenter) {
     for _ in 0..600 {
         for agent in &dc.agents {
+            // A third of some node's files in staging.
             if let Ok(p) = dc.client(&agent.address).progress().await
                 && p.state == "downloading"
-                && p.bytes_uploaded > 0
+                && p.bytes_uploaded * 3 > p.bytes_total
             {
                 return;
             }

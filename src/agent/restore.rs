@@ -64,8 +64,9 @@ pub(super) async fn download(
         }
     }
     let cache_path = staging.join("verified.json");
-    let mut cache = DigestCache::open(&cache_path);
+    let cache = DigestCache::open(&cache_path);
     let (present, missing) = split_staged(&staging, &files, &cache);
+    let ledger = Ledger::new(cache, present.iter().map(|(_, identity)| *identity));
     let total: u64 = files.iter().map(|f| f.digest.size).sum();
     let reused: u64 = present.iter().map(|(f, _)| f.digest.size).sum();
     state.set_progress(|p| {
@@ -78,28 +79,16 @@ pub(super) async fn download(
             ..Progress::default()
         }
     });
-    let result = fetch_all(state, &layout, &staging, &missing).await;
-    let fetched = match result {
-        Ok(fetched) => fetched,
-        Err(err) => {
-            state.set_progress(|p| {
-                p.state = "failed".into();
-                p.error = Some(err.to_string());
-            });
-            return Err(err);
-        }
-    };
-    for (identity, digest) in &fetched {
-        cache.remember(*identity, *digest);
+    let result = fetch_all(state, &layout, &staging, &missing, &ledger).await;
+    // Whatever happened, what was verified stays known for a re-run.
+    ledger.save(true);
+    if let Err(err) = result {
+        state.set_progress(|p| {
+            p.state = "failed".into();
+            p.error = Some(err.to_string());
+        });
+        return Err(err);
     }
-    let live: Vec<FileIdentity> = present
-        .iter()
-        .map(|(_, identity)| *identity)
-        .chain(fetched.iter().map(|(identity, _)| *identity))
-        .collect();
-    cache
-        .save(&live)
-        .map_err(|e| failed(&cache_path.display().to_string(), e))?;
     sync_files(&staging, &files).await?;
     state.set_progress(|p| p.state = "done".into());
     let report = DownloadReport {
@@ -145,10 +134,12 @@ async fn fetch_all(
     layout: &Layout,
     staging: &Path,
     files: &[FileEntry],
-) -> Result<Vec<(FileIdentity, crate::storage::Digest)>, AgentError> {
+    ledger: &Ledger,
+) -> Result<(), AgentError> {
     futures::stream::iter(files.to_vec())
         .map(|file| {
             let (state, layout, staging) = (state.clone(), layout.clone(), staging.to_path_buf());
+            let ledger = ledger.clone();
             async move {
                 let dir = table_dir(&staging, &file.keyspace, &file.table);
                 tokio::fs::create_dir_all(&dir)
@@ -166,17 +157,69 @@ async fn fetch_all(
                 let meta = tokio::fs::metadata(&dest)
                     .await
                     .map_err(|e| failed(&dest.display().to_string(), e))?;
+                ledger.verified(FileIdentity::of(&meta), file.digest);
                 state.set_progress(|p| {
                     p.files_done += 1;
                     p.bytes_done += file.digest.size;
                     p.bytes_uploaded += file.digest.size;
                 });
-                Ok((FileIdentity::of(&meta), file.digest))
+                Ok::<(), AgentError>(())
             }
         })
         .buffer_unordered(state.concurrency)
-        .try_collect()
+        .try_collect::<Vec<()>>()
         .await
+        .map(|_| ())
+}
+
+/// The staged files known to be verified, written to `verified.json` as
+/// downloads complete (at most once a second, and at the end), so that a
+/// restore killed mid-download resumes where it stopped.
+#[derive(Clone)]
+struct Ledger {
+    inner: std::sync::Arc<std::sync::Mutex<LedgerState>>,
+}
+
+struct LedgerState {
+    cache: DigestCache,
+    live: Vec<FileIdentity>,
+    saved_at: std::time::Instant,
+}
+
+impl Ledger {
+    fn new(cache: DigestCache, present: impl Iterator<Item = FileIdentity>) -> Self {
+        Self {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(LedgerState {
+                cache,
+                live: present.collect(),
+                saved_at: std::time::Instant::now(),
+            })),
+        }
+    }
+
+    fn verified(&self, identity: FileIdentity, digest: crate::storage::Digest) {
+        if let Ok(mut state) = self.inner.lock() {
+            state.cache.remember(identity, digest);
+            state.live.push(identity);
+        }
+        self.save(false);
+    }
+
+    /// Writes the ledger if `force`d or a second has passed since the last
+    /// write; a failed write only costs downloading again after a crash.
+    fn save(&self, force: bool) {
+        let Ok(mut state) = self.inner.lock() else {
+            return;
+        };
+        if !force && state.saved_at.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        let live = state.live.clone();
+        if let Err(e) = state.cache.save(&live) {
+            tracing::warn!(error = %e, "could not record the verified staged files");
+        }
+        state.saved_at = std::time::Instant::now();
+    }
 }
 
 /// Makes every staged file durable before anything imports it: downloads

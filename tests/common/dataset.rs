@@ -120,8 +120,11 @@ impl Dataset {
         ));
         query.set_consistency(Consistency::All);
         query.set_page_size(500);
-        let rows: Vec<(i32, String, Vec<u8>)> = collect(session, query).await;
-        rows.into_iter().map(|(id, e, p)| (id, (e, p))).collect()
+        // Rows written without a payload read back with an empty one.
+        let rows: Vec<(i32, String, Option<Vec<u8>>)> = collect(session, query).await;
+        rows.into_iter()
+            .map(|(id, e, p)| (id, (e, p.unwrap_or_default())))
+            .collect()
     }
 
     /// Every items row, at consistency ALL.
