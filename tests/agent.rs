@@ -322,3 +322,120 @@ async fn the_api_is_served_over_tls_to_clients_that_trust_its_ca() {
         "plain HTTP must not be answered"
     );
 }
+
+/// The Management API can only `refresh` a table from its own directory:
+/// the agent moves the staged SSTables there under unused generation
+/// numbers, then asks the (fake) API, which runs the real refresh.
+#[tokio::test]
+async fn management_api_import_moves_staged_files_into_the_table() {
+    use common::fake_management_api::{Call, FakeManagementApi};
+    use kassette::agent::api::{ImportRequest, TableRef};
+    use kassette::cassandra::control::ManagementApi;
+    use scylla::statement::Consistency;
+    let node = 1;
+    let session = common::cql_cluster().await;
+    let ks = unique("mimp_");
+    session
+        .query_unpaged(
+            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 1}}"),
+            (),
+        )
+        .await
+        .unwrap();
+    session
+        .query_unpaged(
+            format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)"),
+            (),
+        )
+        .await
+        .unwrap();
+    for id in 0..200 {
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.t (id, v) VALUES ({id}, 'v{id}')"),
+                (),
+            )
+            .await
+            .unwrap();
+    }
+    let nodetool = Nodetool::new(&format!("{} -n {node}", setting("KASSETTE_TEST_NODETOOL")));
+    let tag = unique("kassette-mimp-");
+    nodetool
+        .snapshot(&tag, std::slice::from_ref(&ks))
+        .await
+        .unwrap();
+
+    // Stage node 1's snapshot as a restore would, then empty the table.
+    let state_dir = tempfile::tempdir_in(common::repo().join(".run")).unwrap();
+    let staged = state_dir
+        .path()
+        .join("staging/restore-x")
+        .join(&ks)
+        .join("t");
+    std::fs::create_dir_all(&staged).unwrap();
+    let files =
+        kassette::cassandra::snapshot::inventory(&common::cassandra_data_dirs(node), &tag).unwrap();
+    for file in files
+        .iter()
+        .filter(|f| !f.path.contains('/') && f.path.contains("-big-"))
+    {
+        std::fs::copy(&file.absolute, staged.join(&file.path)).unwrap();
+    }
+    nodetool.clear_snapshot(&tag).await.unwrap();
+    session
+        .query_unpaged(format!("TRUNCATE {ks}.t"), ())
+        .await
+        .unwrap();
+
+    let fake = FakeManagementApi::start(node).await;
+    let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
+    let config = common::s3_storage_config(
+        &endpoint,
+        "unused-bucket",
+        &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
+        "",
+    );
+    let state = AgentState::new(
+        TOKEN.as_bytes(),
+        common::cassandra_data_dirs(node),
+        Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap())),
+        storage::open(&config).await.unwrap(),
+        state_dir.path().join("digests.json"),
+        2,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = AgentClient::new(&listener.local_addr().unwrap().to_string(), TOKEN);
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    let report = client
+        .import(&ImportRequest {
+            staging: "restore-x".into(),
+            tables: vec![TableRef {
+                keyspace: ks.clone(),
+                table: "t".into(),
+            }],
+        })
+        .await
+        .expect("import through the Management API");
+    assert_eq!(report.tables, 1);
+    assert!(fake.calls().contains(&Call::Refresh {
+        keyspace: ks.clone(),
+        table: "t".into()
+    }));
+    let mut count =
+        scylla::statement::unprepared::Statement::new(format!("SELECT count(*) FROM {ks}.t"));
+    count.set_consistency(Consistency::All);
+    let (rows,): (i64,) = session
+        .query_unpaged(count, ())
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .single_row()
+        .unwrap();
+    assert!(rows > 0, "no row came back through refresh");
+    assert_eq!(
+        std::fs::read_dir(&staged).unwrap().count(),
+        0,
+        "files left in staging"
+    );
+}

@@ -2,7 +2,9 @@
 //! verified; import them into the live tables; remove the staging area.
 //!
 //! Staging lives in the agent's state directory (on the data volume):
-//! `<state>/staging/<name>/<keyspace>/<table>/<file>`. Only SSTable
+//! `<state>/staging/<name>/<keyspace>/<table>/<file>` — the last two
+//! directory names must be the keyspace and table, because Cassandra's
+//! importer reads them from an SSTable's path (and finds nothing otherwise). Only SSTable
 //! components are staged: Cassandra rebuilds a table's secondary indexes
 //! for the SSTables it imports, and its per-snapshot `manifest.json` /
 //! `schema.cql` are not data. A staged file's identity (device, inode, size,
@@ -257,13 +259,24 @@ pub(super) async fn import(
         report.tables += 1;
         report.files += staged.len() as u64;
         report.bytes += staged.iter().map(|(_, size)| size).sum::<u64>();
-        let source = if state.control.imports_from_table_directory() {
+        // What must be gone once Cassandra took the files: the staging
+        // directory's, or the names they were moved to in the table's.
+        let (source, placed) = if state.control.imports_from_table_directory() {
             move_into_table_directory(state, keyspace, table, &dir)?
         } else {
-            dir.clone()
+            (dir.clone(), Vec::new())
         };
         state.control.import(keyspace, table, &source).await?;
-        let left = data_files(&source)?;
+        let left: Vec<String> = if placed.is_empty() {
+            data_files(&source)?
+        } else {
+            placed
+                .iter()
+                .filter(|p| p.exists())
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .filter(|n| n.ends_with("-Data.db"))
+                .collect()
+        };
         if !left.is_empty() {
             return Err(AgentError::Failed(format!(
                 "{} SSTable(s) of {keyspace}.{table} were not imported (see Cassandra's log): {}",
@@ -307,17 +320,18 @@ fn data_files(dir: &Path) -> Result<Vec<String>, AgentError> {
 
 /// For the Management API's refresh, which loads what lies in the table's
 /// own directory: moves the staged SSTables there under generation numbers
-/// no file there uses. Returns the directory.
+/// no file there uses. Returns the directory and the files placed in it.
 fn move_into_table_directory(
     state: &AgentState,
     keyspace: &str,
     table: &str,
     staged: &Path,
-) -> Result<PathBuf, AgentError> {
+) -> Result<(PathBuf, Vec<PathBuf>), AgentError> {
     let live = live_table_dir(state, keyspace, table)?;
     let taken = generations(&live)?;
     let mut next = taken.iter().copied().max().unwrap_or(0) + 1_000;
     let mut renamed: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut placed = Vec::new();
     for (path, _) in sstable_files(staged)? {
         let name = path
             .file_name()
@@ -334,8 +348,9 @@ fn move_into_table_directory(
         });
         let target = live.join(format!("{version}-{new}-{rest}"));
         std::fs::rename(&path, &target).map_err(|e| failed(&target.display().to_string(), e))?;
+        placed.push(target);
     }
-    Ok(live)
+    Ok((live, placed))
 }
 
 /// `<data_dir>/<keyspace>/<table>-<id>` of the live table: the most
