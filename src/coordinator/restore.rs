@@ -376,3 +376,80 @@ impl Restore<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cassandra::cql::NodeTopology;
+    use crate::coordinator::client::AgentClient;
+    use crate::coordinator::discovery::AgentNode;
+
+    fn live(host: u128, tokens: &[&str]) -> Node {
+        Node {
+            agent: AgentNode {
+                name: format!("pod-{host}"),
+                agent: "127.0.0.1:7300".into(),
+                ip: "127.0.0.1".parse().unwrap(),
+            },
+            client: AgentClient::new("127.0.0.1:7300", "t"),
+            data_dirs: vec![],
+            topology: NodeTopology {
+                host_id: uuid::Uuid::from_u128(host),
+                datacenter: "dc1".into(),
+                rack: "rack1".into(),
+                tokens: tokens.iter().map(|t| t.to_string()).collect(),
+                release_version: "5.0.9".into(),
+            },
+        }
+    }
+
+    fn backed_up(host: u128, tokens: &[&str]) -> NodeManifest {
+        NodeManifest {
+            format_version: 1,
+            backup: "b".into(),
+            cluster: "c".into(),
+            datacenter: "dc1".into(),
+            rack: "rack1".into(),
+            host_id: uuid::Uuid::from_u128(host),
+            address: "10.0.0.1".into(),
+            tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            cassandra_version: "5.0.9".into(),
+            snapshot_tag: "t".into(),
+            snapshot_at: Timestamp::UNIX_EPOCH,
+            data_dirs: vec![],
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn nodes_map_by_host_id_then_by_tokens() {
+        let nodes = [live(1, &["10", "20"]), live(2, &["30", "40"])];
+        // Node 1 kept its host id; node 2 was rebuilt with the same tokens.
+        let manifests = [backed_up(1, &["10", "20"]), backed_up(9, &["40", "30"])];
+        let plan = map_nodes(&manifests, &nodes).unwrap();
+        let hosts: Vec<u128> = plan
+            .pairs
+            .iter()
+            .map(|(_, n)| n.topology.host_id.as_u128())
+            .collect();
+        assert_eq!(hosts, [1, 2]);
+    }
+
+    #[test]
+    fn another_topology_is_refused_with_both_sides_named() {
+        let nodes = [live(1, &["10"]), live(2, &["30"])];
+        let other_tokens = [backed_up(7, &["11"]), backed_up(8, &["31"])];
+        let err = map_nodes(&other_tokens, &nodes).err().unwrap().to_string();
+        assert!(
+            err.contains("matches no live node by host id or tokens"),
+            "{err}"
+        );
+        assert!(err.contains("pod-1"), "{err}");
+        let fewer = [backed_up(1, &["10"])];
+        let err = map_nodes(&fewer, &nodes).err().unwrap().to_string();
+        assert!(
+            err.contains("the backup has 1 nodes, the datacenter 2"),
+            "{err}"
+        );
+    }
+}
