@@ -4,6 +4,8 @@
 //!     demo_rows load  <nodes> <keyspace> <from> <to>   create schema, write rows
 //!     demo_rows check <nodes> <keyspace> <from> <to>   every row present and right
 //!     demo_rows damage <nodes> <keyspace>              delete rows, drop a table
+//!     demo_rows bulk  <nodes> <keyspace> <from> <to> <payload bytes>
+//!                                                      incompressible rows, for benchmarks
 //!
 //! `<nodes>` is a comma-separated list of CQL contact points (`host:port`).
 
@@ -54,6 +56,13 @@ async fn run(args: &[String]) -> Result<()> {
             check(&session, keyspace, from, to).await
         }
         "damage" => damage(&session, keyspace).await,
+        "bulk" => match rest {
+            [from, to, payload] => {
+                create_schema(&session, keyspace).await?;
+                bulk(&session, keyspace, from.parse()?, to.parse()?, payload.parse()?).await
+            }
+            _ => bail!("bulk needs <from> <to> <payload bytes>"),
+        },
         other => bail!("unknown command {other:?}"),
     }
 }
@@ -178,6 +187,40 @@ async fn check(session: &Session, ks: &str, from: i32, to: i32) -> Result<()> {
         to - from,
         3 * (to - from)
     );
+    Ok(())
+}
+
+/// Rows of `payload` pseudo-random bytes (xorshift: SSTable compression
+/// cannot shrink them), written 64 at a time.
+async fn bulk(session: &Session, ks: &str, from: i32, to: i32, payload: usize) -> Result<()> {
+    session
+        .query_unpaged(
+            format!("CREATE TABLE IF NOT EXISTS {ks}.blobs (id int PRIMARY KEY, data blob)"),
+            (),
+        )
+        .await?;
+    let insert = session
+        .prepare(format!("INSERT INTO {ks}.blobs (id, data) VALUES (?, ?)"))
+        .await?;
+    let ids: Vec<i32> = (from..to).collect();
+    for chunk in ids.chunks(64) {
+        let writes = chunk.iter().map(|&id| {
+            let mut x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let data: Vec<u8> = (0..payload)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            session.execute_unpaged(&insert, (id, data))
+        });
+        for result in futures::future::join_all(writes).await {
+            result?;
+        }
+    }
+    println!("wrote {} rows of {payload} bytes into {ks}.blobs", to - from);
     Ok(())
 }
 

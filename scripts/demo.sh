@@ -45,25 +45,9 @@ export KASSETTE_DATACENTER="$KASSETTE_TEST_CASSANDRA_DC"
 export KASSETTE_AGENT_TOKEN_FILE="$token"
 port="${KASSETTE_DEMO_AGENT_PORT:-7300}"
 
-pids=()
-stop_agents() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap stop_agents EXIT
-for n in 1 2 3; do
-  data_var="KASSETTE_TEST_CASSANDRA_DATA_$n"
-  KASSETTE_AGENT_LISTEN="127.0.0.$n:$port" \
-  KASSETTE_DATA_DIRS="${!data_var//:/,}" \
-  KASSETTE_AGENT_STATE_DIR="$demo/agent$n" \
-  KASSETTE_NODETOOL="$KASSETTE_REPO/scripts/nodetool -n $n" \
-    "$bin" agent >"$demo/agent$n.log" 2>&1 &
-  pids+=("$!")
-done
-export KASSETTE_NODES="127.0.0.1:$port,127.0.0.2:$port,127.0.0.3:$port"
-for n in 1 2 3; do
-  for _ in $(seq 100); do
-    curl -fs -o /dev/null -H "Authorization: Bearer $(cat "$token")" "http://127.0.0.$n:$port/v1/node" && break
-    sleep 0.1
-  done
-done
+trap 'scripts/agents.sh stop "$demo"' EXIT
+KASSETTE_NODES="$(scripts/agents.sh start "$bin" "$port" "$demo")"
+export KASSETTE_NODES
 
 cql="127.0.0.1:9042,127.0.0.2:9042,127.0.0.3:9042"
 ks=demo_shop
