@@ -119,3 +119,8 @@ for op in ("upload", "download"):
 PY
 cat "$table"
 log "table written to $table"
+
+# Section "passes": the backup and restore passes end to end.
+if [ "${KASSETTE_BENCH_PASSES:-1}" = 1 ]; then
+  scripts/bench-passes.sh
+fi
