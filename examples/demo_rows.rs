@@ -59,7 +59,14 @@ async fn run(args: &[String]) -> Result<()> {
         "bulk" => match rest {
             [from, to, payload] => {
                 create_schema(&session, keyspace).await?;
-                bulk(&session, keyspace, from.parse()?, to.parse()?, payload.parse()?).await
+                bulk(
+                    &session,
+                    keyspace,
+                    from.parse()?,
+                    to.parse()?,
+                    payload.parse()?,
+                )
+                .await
             }
             _ => bail!("bulk needs <from> <to> <payload bytes>"),
         },
@@ -220,7 +227,10 @@ async fn bulk(session: &Session, ks: &str, from: i32, to: i32, payload: usize) -
             result?;
         }
     }
-    println!("wrote {} rows of {payload} bytes into {ks}.blobs", to - from);
+    println!(
+        "wrote {} rows of {payload} bytes into {ks}.blobs",
+        to - from
+    );
     Ok(())
 }
 
