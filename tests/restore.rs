@@ -87,10 +87,19 @@ async fn restore(dc: &Datacenter, name: &str, extra: &[(&str, &str)]) -> std::pr
 async fn replace_restores_exactly(kind: StoreKind) {
     let (session, data, dc, name) = backed_up(kind, &[]).await;
     damage(&session, &data).await;
+    // The local run also asks for the truncate snapshots to be removed.
+    let clear = if kind == StoreKind::Local {
+        "true"
+    } else {
+        "false"
+    };
     let out = restore(
         &dc,
         &name,
-        &[("KASSETTE_KEYSPACES", &data.keyspaces().join(","))],
+        &[
+            ("KASSETTE_KEYSPACES", &data.keyspaces().join(",")),
+            ("KASSETTE_CLEAR_TRUNCATE_SNAPSHOTS", clear),
+        ],
     )
     .await;
     assert_success(&out, "restore (replace)");
@@ -145,12 +154,39 @@ async fn replace_restores_exactly(kind: StoreKind) {
             data.main
         );
     }
+    // Cassandra's truncate snapshots of the restored tables: kept by
+    // default (they are the pre-restore data), removed when asked.
+    let truncate_snapshots: usize = (1..=3)
+        .flat_map(common::cassandra_data_dirs)
+        .map(|dir| count_truncate_snapshots(&dir.join(&data.main)))
+        .sum();
+    if kind == StoreKind::Local {
+        assert_eq!(truncate_snapshots, 0, "truncate snapshots were not removed");
+    } else {
+        assert!(
+            truncate_snapshots > 0,
+            "truncate snapshots were removed unasked"
+        );
+    }
     // Staging is gone from every agent.
     for node in 1..=3 {
         let staging = dc.dir.path().join(format!("agent{node}/staging"));
         let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
         assert_eq!(left, 0, "node {node} kept staging files");
     }
+}
+
+/// `truncated-*` snapshot directories under a keyspace directory.
+fn count_truncate_snapshots(keyspace_dir: &std::path::Path) -> usize {
+    let Ok(tables) = std::fs::read_dir(keyspace_dir) else {
+        return 0;
+    };
+    tables
+        .flatten()
+        .filter_map(|t| std::fs::read_dir(t.path().join("snapshots")).ok())
+        .flat_map(|snapshots| snapshots.flatten())
+        .filter(|s| s.file_name().to_string_lossy().starts_with("truncated-"))
+        .count()
 }
 
 /// `*-Data.db` files of live tables under a keyspace directory (not in
