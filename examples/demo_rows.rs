@@ -6,6 +6,7 @@
 //!     demo_rows damage <nodes> <keyspace>              delete rows, drop a table
 //!     demo_rows bulk  <nodes> <keyspace> <from> <to> <payload bytes>
 //!                                                      incompressible rows, for benchmarks
+//!     demo_rows drop  <nodes> <keyspace>               drop the keyspace
 //!
 //! `<nodes>` is a comma-separated list of CQL contact points (`host:port`).
 
@@ -56,6 +57,13 @@ async fn run(args: &[String]) -> Result<()> {
             check(&session, keyspace, from, to).await
         }
         "damage" => damage(&session, keyspace).await,
+        "drop" => {
+            session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
+                .await?;
+            println!("dropped {keyspace}");
+            Ok(())
+        }
         "bulk" => match rest {
             [from, to, payload] => {
                 create_schema(&session, keyspace).await?;

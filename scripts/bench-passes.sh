@@ -55,7 +55,14 @@ export KASSETTE_STORAGE_PROVIDER=s3 KASSETTE_STORAGE_BUCKET="$bucket" \
   KASSETTE_STORAGE_CREDENTIALS_FILE="$KASSETTE_TEST_S3_CREDENTIALS_FILE" \
   KASSETTE_CLUSTER="$KASSETTE_TEST_CASSANDRA_CLUSTER" KASSETTE_DATACENTER="$KASSETTE_TEST_CASSANDRA_DC" \
   KASSETTE_AGENT_TOKEN_FILE="$token" KASSETTE_LOG=warn
-trap 'scripts/agents.sh stop "$root"' EXIT
+# On exit: stop the agents, drop the bench keyspace and clear the snapshots
+# Cassandra takes when dropping and truncating (gigabytes per run).
+cleanup() {
+  scripts/agents.sh stop "$root"
+  [ -n "${ks:-}" ] && "$rows" drop "$cql" "$ks" >/dev/null 2>&1 || true
+  for n in 1 2 3; do scripts/nodetool -n "$n" clearsnapshot --all >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
 # Fresh agents: no digest cache, so the full backup hashes everything.
 rm -rf "$root"/agent*
 KASSETTE_NODES="$(scripts/agents.sh start "$bin" 7310 "$root")"
