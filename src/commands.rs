@@ -7,22 +7,19 @@ use std::time::Instant;
 use bytesize::ByteSize;
 
 use crate::Error;
-use crate::catalog::{BackupManifest, Catalog, Layout};
+use crate::catalog::{BackupManifest, Catalog};
 use crate::config::{BackupConfig, ClusterConfig, PurgeConfig, RestoreConfig, StorageConfig};
 use crate::coordinator::{PassError, backup, inspect, metrics, purge, restore};
-use crate::storage::{self, error_chain};
+use crate::storage::error_chain;
 
 fn failed(err: PassError) -> Error {
     Error::Failed(error_chain(&err))
 }
 
 async fn open_catalog(storage: &StorageConfig, cluster: &ClusterConfig) -> Result<Catalog, Error> {
-    let store = storage::open(storage)
+    Catalog::open(storage, cluster)
         .await
-        .map_err(|e| Error::Failed(format!("storage: {}", error_chain(&e))))?;
-    let layout = Layout::new(&cluster.cluster, &cluster.datacenter)
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    Ok(Catalog::new(store, layout))
+        .map_err(|e| Error::Failed(format!("storage: {}", error_chain(&e))))
 }
 
 /// `kassette backup`: the pass, its summary line, and metrics when a

@@ -59,6 +59,16 @@ impl Catalog {
         Self { store, layout }
     }
 
+    /// Opens the configured store and the catalog of `cluster` in it.
+    pub async fn open(
+        storage: &crate::config::StorageConfig,
+        cluster: &crate::config::ClusterConfig,
+    ) -> Result<Self, storage::Error> {
+        let store = storage::open(storage).await?;
+        let layout = Layout::new(&cluster.cluster, &cluster.datacenter)?;
+        Ok(Self::new(store, layout))
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

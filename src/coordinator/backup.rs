@@ -21,16 +21,14 @@ use std::time::Instant;
 use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
-use super::lease::Lease;
 use super::nodes::{self, Node};
-use super::{PassError, lease_owner, progress, purge, with_lease};
+use super::{PassError, lease_owner, progress, purge, release_lease, take_lease, with_lease};
 use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
 use crate::cassandra::cql::Cql;
 use crate::catalog::{
-    BackupManifest, Catalog, FORMAT_VERSION, Layout, NodeManifest, NodeSummary, StartedRecord,
+    BackupManifest, Catalog, FORMAT_VERSION, NodeManifest, NodeSummary, StartedRecord,
 };
 use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
-use crate::storage;
 
 /// Prefix of every snapshot tag kassette takes.
 pub const TAG_PREFIX: &str = "kassette-";
@@ -90,18 +88,8 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
     let first = nodes[0].cql_address(config.nodes.cql.port);
     let keyspaces = backup_keyspaces(&cql, first, config.keyspaces.as_deref()).await?;
 
-    let store = storage::open(&config.storage).await?;
-    let layout = Layout::new(&config.cluster.cluster, &config.cluster.datacenter)
-        .map_err(storage::Error::from)?;
-    let catalog = Catalog::new(store.clone(), layout.clone());
-    let mut lease = Lease::acquire(
-        store,
-        &layout,
-        &lease_owner(),
-        "backup",
-        config.pass.lock_ttl,
-    )
-    .await?;
+    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
+    let mut lease = take_lease(&catalog, "backup", config.pass.lock_ttl).await?;
 
     let pass = Pass {
         config,
@@ -127,9 +115,7 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
             }),
         Err(err) => Err(err),
     };
-    if let Err(err) = lease.release().await {
-        tracing::warn!(error = %err, "could not release the lease; it expires on its own");
-    }
+    release_lease(lease).await;
     result
 }
 

@@ -28,7 +28,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::cassandra::cql::CqlError;
-use crate::catalog::CatalogError;
+use crate::catalog::{Catalog, CatalogError};
 use crate::storage;
 use client::ClientError;
 use discovery::DiscoveryError;
@@ -78,6 +78,23 @@ pub async fn with_lease<T>(
             result = &mut work => return result,
             _ = ticker.tick() => lease.renew().await?,
         }
+    }
+}
+
+/// Takes the catalog's lease for `operation` (see [`lease`]).
+pub async fn take_lease(
+    catalog: &Catalog,
+    operation: &str,
+    ttl: Duration,
+) -> Result<Lease, PassError> {
+    let store = catalog.store().clone();
+    Ok(Lease::acquire(store, catalog.layout(), &lease_owner(), operation, ttl).await?)
+}
+
+/// Gives the lease up; a failure only warns, the lease expires on its own.
+pub async fn release_lease(lease: Lease) {
+    if let Err(err) = lease.release().await {
+        tracing::warn!(error = %err, "could not release the lease; it expires on its own");
     }
 }
 

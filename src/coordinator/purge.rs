@@ -15,8 +15,7 @@ use futures::TryStreamExt;
 use jiff::Timestamp;
 
 use super::PassError;
-use super::lease::Lease;
-use crate::catalog::{BackupStatus, Catalog, Index, IndexEntry, Layout};
+use crate::catalog::{BackupStatus, Catalog, Index, IndexEntry};
 use crate::config::{PurgeConfig, Retention};
 use crate::storage::{self, ObjectKey};
 
@@ -67,26 +66,14 @@ pub fn expired(index: &Index, retention: &Retention, now: Timestamp) -> Vec<Stri
 
 /// `kassette purge`: takes the lease and purges.
 pub async fn run(config: &PurgeConfig) -> Result<PurgeReport, PassError> {
-    let store = storage::open(&config.storage).await?;
-    let layout = Layout::new(&config.cluster.cluster, &config.cluster.datacenter)
-        .map_err(storage::Error::from)?;
-    let catalog = Catalog::new(store.clone(), layout.clone());
-    let mut lease = Lease::acquire(
-        store,
-        &layout,
-        &super::lease_owner(),
-        "purge",
-        config.pass.lock_ttl,
-    )
-    .await?;
+    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
+    let mut lease = super::take_lease(&catalog, "purge", config.pass.lock_ttl).await?;
     let result = super::with_lease(
         &mut lease,
         purge(&catalog, &config.retention, config.dry_run),
     )
     .await;
-    if let Err(err) = lease.release().await {
-        tracing::warn!(error = %err, "could not release the lease; it expires on its own");
-    }
+    super::release_lease(lease).await;
     result
 }
 

@@ -24,16 +24,14 @@ use std::time::Instant;
 use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
-use super::lease::Lease;
 use super::nodes::{self, Node};
-use super::{PassError, lease_owner, progress, with_lease};
+use super::{PassError, progress, release_lease, take_lease, with_lease};
 use crate::agent::api::{DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef};
 use crate::agent::is_restored;
 use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
 use crate::cassandra::schema::{self, Object};
-use crate::catalog::{BackupManifest, Catalog, Layout, NodeManifest};
+use crate::catalog::{BackupManifest, Catalog, NodeManifest};
 use crate::config::{RestoreConfig, RestoreMode, vars};
-use crate::storage;
 
 /// What a successful restore reports.
 #[derive(Debug, Clone)]
@@ -50,10 +48,7 @@ pub struct RestoreOutcome {
 
 pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let start = Instant::now();
-    let store = storage::open(&config.storage).await?;
-    let layout = Layout::new(&config.cluster.cluster, &config.cluster.datacenter)
-        .map_err(storage::Error::from)?;
-    let catalog = Catalog::new(store.clone(), layout.clone());
+    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
     let manifests = catalog.node_manifests(&backup).await?;
     let tables = select_tables(&backup, config)?;
@@ -61,14 +56,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
 
     let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
     let plan = map_nodes(&manifests, &live)?;
-    let mut lease = Lease::acquire(
-        store,
-        &layout,
-        &lease_owner(),
-        "restore",
-        config.pass.lock_ttl,
-    )
-    .await?;
+    let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
     let pass = Restore {
         config,
         backup: &backup,
@@ -78,9 +66,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         first: live[0].cql_address(config.nodes.cql.port),
     };
     let result = with_lease(&mut lease, pass.run()).await;
-    if let Err(err) = lease.release().await {
-        tracing::warn!(error = %err, "could not release the lease; it expires on its own");
-    }
+    release_lease(lease).await;
     let (downloads, imports, created) = result?;
     Ok(RestoreOutcome {
         backup: backup.name.clone(),
