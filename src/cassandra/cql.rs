@@ -178,18 +178,10 @@ impl Cql {
     /// Runs a schema statement (the driver waits for schema agreement
     /// across the cluster before returning).
     pub async fn ddl(&self, statement: &str) -> Result<(), CqlError> {
-        self.session
-            .query_unpaged(statement, ())
-            .await
+        let result = self.session.query_unpaged(statement, ()).await;
+        result
             .map(|_| ())
-            .map_err(|e| CqlError::Query {
-                node: "cluster".into(),
-                message: format!(
-                    "{}: {}",
-                    first_line(statement),
-                    crate::storage::error_chain(&e)
-                ),
-            })
+            .map_err(|e| cluster_error(first_line(statement), &e))
     }
 
     /// Empties `keyspace.table` on every node (Cassandra requires every
@@ -198,14 +190,10 @@ impl Cql {
         let statement = format!("TRUNCATE TABLE {}.{}", quote(keyspace), quote(table));
         let mut truncate = Statement::new(statement.clone());
         truncate.set_request_timeout(Some(Duration::from_secs(120)));
-        self.session
-            .query_unpaged(truncate, ())
-            .await
+        let result = self.session.query_unpaged(truncate, ()).await;
+        result
             .map(|_| ())
-            .map_err(|e| CqlError::Query {
-                node: "cluster".into(),
-                message: format!("{statement}: {}", crate::storage::error_chain(&e)),
-            })
+            .map_err(|e| cluster_error(&statement, &e))
     }
 
     /// Tables of `keyspace` that exist now.
@@ -266,6 +254,14 @@ pub fn quote(name: &str) -> String {
         name.to_string()
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// A cluster-wide statement that failed, named by its text.
+fn cluster_error(statement: &str, err: &dyn std::error::Error) -> CqlError {
+    CqlError::Query {
+        node: "cluster".into(),
+        message: format!("{statement}: {}", crate::storage::error_chain(err)),
     }
 }
 

@@ -29,7 +29,7 @@ use super::{PassError, progress, release_lease, take_lease, with_lease};
 use crate::agent::api::{DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef};
 use crate::agent::is_restored;
 use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
-use crate::cassandra::schema::{self, Object};
+use crate::cassandra::schema::{self, Object, Statement};
 use crate::catalog::{BackupManifest, Catalog, NodeManifest};
 use crate::config::{RestoreConfig, RestoreMode, vars};
 
@@ -51,7 +51,8 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let catalog = Catalog::open(&config.storage, &config.cluster).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
     let manifests = catalog.node_manifests(&backup).await?;
-    let tables = select_tables(&backup, config)?;
+    let statements = schema::parse(&backup.schema_cql);
+    let tables = select_tables(&backup, &statements, config)?;
     tracing::info!(backup = %backup.name, tables = tables.len(), mode = ?config.mode, "restore pass starting");
 
     let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
@@ -60,6 +61,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let pass = Restore {
         config,
         backup: &backup,
+        statements: &statements,
         tables: &tables,
         plan: &plan,
         cql: &cql,
@@ -83,13 +85,14 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
 /// narrowed by the filters, which must name things the backup has.
 fn select_tables(
     backup: &BackupManifest,
+    statements: &[Statement],
     config: &RestoreConfig,
 ) -> Result<BTreeSet<(String, String)>, PassError> {
-    let defined: BTreeSet<(String, String)> = schema::parse(&backup.schema_cql)
-        .into_iter()
+    let defined: BTreeSet<(String, String)> = statements
+        .iter()
         .filter(|s| s.object == Object::Table)
         .filter(|s| !SYSTEM_KEYSPACES.contains(&s.keyspace.as_str()))
-        .map(|s| (s.keyspace, s.name))
+        .map(|s| (s.keyspace.clone(), s.name.clone()))
         .collect();
     let mut chosen = defined.clone();
     if let Some(keyspaces) = &config.keyspaces {
@@ -188,6 +191,8 @@ fn map_nodes<'a>(manifests: &'a [NodeManifest], live: &'a [Node]) -> Result<Plan
 struct Restore<'a> {
     config: &'a RestoreConfig,
     backup: &'a BackupManifest,
+    /// The backed-up schema, statement by statement.
+    statements: &'a [Statement],
     tables: &'a BTreeSet<(String, String)>,
     plan: &'a Plan<'a>,
     cql: &'a Cql,
@@ -263,7 +268,7 @@ impl Restore<'_> {
             existing.insert((*keyspace).clone(), tables.into_iter().collect());
         }
         let mut created = Vec::new();
-        for statement in schema::parse(&self.backup.schema_cql) {
+        for statement in self.statements {
             if !keyspaces.contains(&statement.keyspace) {
                 continue;
             }
