@@ -331,33 +331,10 @@ async fn management_api_import_moves_staged_files_into_the_table() {
     use common::fake_management_api::{Call, FakeManagementApi};
     use kassette::agent::api::{ImportRequest, TableRef};
     use kassette::cassandra::control::ManagementApi;
-    use scylla::statement::Consistency;
     let node = 1;
     let session = common::cql_cluster().await;
-    let ks = unique("mimp_");
-    session
-        .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 1}}"),
-            (),
-        )
-        .await
-        .unwrap();
-    session
-        .query_unpaged(
-            format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)"),
-            (),
-        )
-        .await
-        .unwrap();
-    for id in 0..200 {
-        session
-            .query_unpaged(
-                format!("INSERT INTO {ks}.t (id, v) VALUES ({id}, 'v{id}')"),
-                (),
-            )
-            .await
-            .unwrap();
-    }
+    let ks = common::create_keyspace_with_rf(&session, "mimp_", 1).await;
+    common::create_table_t(&session, &ks, 200).await;
     let nodetool = Nodetool::new(&format!("{} -n {node}", setting("KASSETTE_TEST_NODETOOL")));
     let tag = unique("kassette-mimp-");
     nodetool
@@ -421,17 +398,7 @@ async fn management_api_import_moves_staged_files_into_the_table() {
         keyspace: ks.clone(),
         table: "t".into()
     }));
-    let mut count =
-        scylla::statement::unprepared::Statement::new(format!("SELECT count(*) FROM {ks}.t"));
-    count.set_consistency(Consistency::All);
-    let (rows,): (i64,) = session
-        .query_unpaged(count, ())
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .single_row()
-        .unwrap();
+    let rows = common::count_rows(&session, &ks, "t").await;
     assert!(rows > 0, "no row came back through refresh");
     assert_eq!(
         std::fs::read_dir(&staged).unwrap().count(),

@@ -141,22 +141,7 @@ async fn nodetool_failures_name_the_command() {
 async fn snapshot_and_clear_through(control: &Control, node: usize) {
     let session = common::cql_cluster().await;
     let ks = common::create_keyspace(&session, "ctl_").await;
-    session
-        .query_unpaged(
-            format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)"),
-            (),
-        )
-        .await
-        .unwrap();
-    for id in 0..50 {
-        session
-            .query_unpaged(
-                format!("INSERT INTO {ks}.t (id, v) VALUES ({id}, 'v{id}')"),
-                (),
-            )
-            .await
-            .unwrap();
-    }
+    common::create_table_t(&session, &ks, 50).await;
     let tag = unique("kassette-ctl-");
     control
         .snapshot(&tag, std::slice::from_ref(&ks))
@@ -215,51 +200,10 @@ async fn management_api_requests_follow_its_openapi_document() {
 /// the snapshot's SSTables to a staging directory, truncates the table and
 /// imports the copies through `control`: every row comes back.
 async fn import_through(control: &Control) {
-    use scylla::statement::Consistency;
     let session = common::cql_cluster().await;
-    let ks = unique("imp_");
-    session
-        .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 1}}"),
-            (),
-        )
-        .await
-        .unwrap();
-    session
-        .query_unpaged(
-            format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)"),
-            (),
-        )
-        .await
-        .unwrap();
-    for id in 0..200 {
-        session
-            .query_unpaged(
-                format!("INSERT INTO {ks}.t (id, v) VALUES ({id}, 'v{id}')"),
-                (),
-            )
-            .await
-            .unwrap();
-    }
-    let count = || {
-        let session = &session;
-        let ks = &ks;
-        async move {
-            let mut q = scylla::statement::unprepared::Statement::new(format!(
-                "SELECT count(*) FROM {ks}.t"
-            ));
-            q.set_consistency(Consistency::All);
-            let (n,): (i64,) = session
-                .query_unpaged(q, ())
-                .await
-                .unwrap()
-                .into_rows_result()
-                .unwrap()
-                .single_row()
-                .unwrap();
-            n
-        }
-    };
+    let ks = common::create_keyspace_with_rf(&session, "imp_", 1).await;
+    common::create_table_t(&session, &ks, 200).await;
+    let count = || common::count_rows(&session, &ks, "t");
     let node1_rows_before = count().await;
     let tag = unique("kassette-imp-");
     control

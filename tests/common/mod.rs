@@ -207,13 +207,60 @@ pub fn cassandra_data_dirs(node: usize) -> Vec<PathBuf> {
 /// Creates a fresh keyspace replicated to every node (RF 3 in dc1) and
 /// returns its name.
 pub async fn create_keyspace(session: &scylla::client::session::Session, prefix: &str) -> String {
+    create_keyspace_with_rf(session, prefix, 3).await
+}
+
+/// Creates a fresh keyspace with `rf` replicas in dc1 (RF 1: each row on
+/// exactly one node) and returns its name.
+pub async fn create_keyspace_with_rf(
+    session: &scylla::client::session::Session,
+    prefix: &str,
+    rf: u32,
+) -> String {
     let ks = unique(prefix);
     session
         .query_unpaged(
-            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': 3}}"),
+            format!("CREATE KEYSPACE {ks} WITH replication = {{'class': 'NetworkTopologyStrategy', 'dc1': {rf}}}"),
             (),
         )
         .await
         .expect("create keyspace");
     ks
+}
+
+/// Creates table `<ks>.t (id int PRIMARY KEY, v text)` holding rows
+/// `0..rows` with `v = 'v<id>'`.
+pub async fn create_table_t(session: &scylla::client::session::Session, ks: &str, rows: i32) {
+    session
+        .query_unpaged(
+            format!("CREATE TABLE {ks}.t (id int PRIMARY KEY, v text)"),
+            (),
+        )
+        .await
+        .expect("create table");
+    for id in 0..rows {
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.t (id, v) VALUES ({id}, 'v{id}')"),
+                (),
+            )
+            .await
+            .expect("insert");
+    }
+}
+
+/// `count(*)` of `<ks>.<table>` read at consistency ALL.
+pub async fn count_rows(session: &scylla::client::session::Session, ks: &str, table: &str) -> i64 {
+    let mut count =
+        scylla::statement::unprepared::Statement::new(format!("SELECT count(*) FROM {ks}.{table}"));
+    count.set_consistency(scylla::statement::Consistency::All);
+    let (rows,): (i64,) = session
+        .query_unpaged(count, ())
+        .await
+        .expect("count")
+        .into_rows_result()
+        .expect("rows")
+        .single_row()
+        .expect("one row");
+    rows
 }
