@@ -13,7 +13,6 @@ use common::dataset::Dataset;
 use common::dc::{Datacenter, StoreKind, assert_success, backup_name, text};
 use common::{cql_cluster, setting};
 use kassette::catalog::{BackupManifest, Catalog, Layout, NodeManifest};
-use kassette::coordinator::client::AgentClient;
 use kassette::storage::PutMode;
 use scylla::client::session::Session;
 
@@ -346,23 +345,6 @@ async fn big_dataset(session: &Session) -> Dataset {
     data
 }
 
-/// Waits until some agent has sent bytes of the current upload.
-async fn wait_for_upload(dc: &Datacenter) {
-    let clients: Vec<AgentClient> = dc.agents.iter().map(|a| dc.client(&a.address)).collect();
-    for _ in 0..600 {
-        for client in &clients {
-            if let Ok(p) = client.progress().await
-                && p.state == "uploading"
-                && p.bytes_uploaded > 0
-            {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no agent started uploading");
-}
-
 /// A second pass while one runs is refused naming the holder; a killed
 /// coordinator leaves no complete backup, and a re-run with the same name
 /// completes, sending only what was missing.
@@ -384,7 +366,10 @@ async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
         .spawn()
         .unwrap();
     let first_pid = first.id().unwrap();
-    wait_for_upload(&dc).await;
+    dc.wait_for_progress("started uploading", |p| {
+        p.state == "uploading" && p.bytes_uploaded > 0
+    })
+    .await;
 
     let other = backup_name("second-");
     let refused = dc
@@ -450,7 +435,10 @@ async fn killed_agent_fails_the_pass_naming_the_node() {
         )
         .output();
     let pass = tokio::spawn(pass);
-    wait_for_upload(&dc).await;
+    dc.wait_for_progress("started uploading", |p| {
+        p.state == "uploading" && p.bytes_uploaded > 0
+    })
+    .await;
     dc.kill_agent(2).await;
     let out = pass.await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

@@ -389,7 +389,11 @@ async fn killed_during_download_changes_nothing_and_resumes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_download(&dc).await;
+    // A third of some node's files in staging.
+    dc.wait_for_progress("downloaded a third of its files", |p| {
+        p.state == "downloading" && p.bytes_uploaded * 3 > p.bytes_total
+    })
+    .await;
     first.kill().await.unwrap();
     assert_eq!(data.users(&session).await, before, "live data changed");
 
@@ -426,20 +430,4 @@ async fn damage_big(session: &Session, data: &Dataset) {
         )
         .await;
     }
-}
-
-async fn wait_for_download(dc: &Datacenter) {
-    for _ in 0..600 {
-        for agent in &dc.agents {
-            // A third of some node's files in staging.
-            if let Ok(p) = dc.client(&agent.address).progress().await
-                && p.state == "downloading"
-                && p.bytes_uploaded * 3 > p.bytes_total
-            {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no agent started downloading");
 }

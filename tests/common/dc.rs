@@ -258,6 +258,31 @@ impl Datacenter {
         storage::open(&self.storage).await.expect("open store")
     }
 
+    /// Polls every agent's progress until one satisfies `reached`; panics
+    /// after 30 s saying `what` never happened.
+    pub async fn wait_for_progress(
+        &self,
+        what: &str,
+        reached: impl Fn(&kassette::agent::api::Progress) -> bool,
+    ) {
+        let clients: Vec<_> = self
+            .agents
+            .iter()
+            .map(|a| self.client(&a.address))
+            .collect();
+        for _ in 0..600 {
+            for client in &clients {
+                if let Ok(progress) = client.progress().await
+                    && reached(&progress)
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no agent {what}");
+    }
+
     /// Kills agent of `node` (SIGKILL).
     pub async fn kill_agent(&mut self, node: usize) {
         let agent = &mut self.agents[node - 1];
