@@ -254,12 +254,7 @@ async fn node_info(State(state): State<AgentState>) -> Json<NodeInfo> {
 /// starting alphanumeric, at most 200 characters (a backup name plus the
 /// coordinator's prefix).
 pub(crate) fn check_tag(tag: &str) -> Result<(), AgentError> {
-    let ok = (1..=200).contains(&tag.len())
-        && tag.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
+    if crate::config::parse::is_safe_name(tag, 200) {
         Ok(())
     } else {
         Err(AgentError::BadRequest(format!(

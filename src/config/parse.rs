@@ -164,20 +164,24 @@ pub fn tables(raw: &str) -> Result<Vec<(String, String)>, String> {
 /// that could form a path (`/`, `..`) is accepted.
 pub fn backup_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
-    let starts_well = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let chars_ok = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if name.len() <= 128 && starts_well && chars_ok {
+    if is_safe_name(name, 128) {
         Ok(name.to_string())
     } else {
         Err(format!(
             "{raw:?} is not a backup name (1-128 of letters, digits, '.', '_', '-', starting with a letter or digit)"
         ))
     }
+}
+
+/// Whether `name` can be a key segment or a directory name as it is: 1 to
+/// `max_len` of letters, digits, `.`, `_`, `-`, starting alphanumeric (so
+/// never `.`, `..` or hidden).
+pub fn is_safe_name(name: &str, max_len: usize) -> bool {
+    name.len() <= max_len
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Parses a Kubernetes label selector of `key=value`, `key!=value` and bare
