@@ -84,9 +84,11 @@ pub struct StorageArgs {
     /// S3 region (default: the AWS default chain, else us-east-1).
     #[arg(long, env = vars::STORAGE_REGION, value_name = "REGION")]
     pub storage_region: Option<String>,
-    /// An AWS credentials INI file (s3) or a service-account JSON key (gcs);
-    /// without it, the provider's default chain (IRSA, pod identity, workload
-    /// identity, environment, instance metadata).
+    /// An AWS credentials INI file (s3) or a service-account JSON key (gcs),
+    /// or a directory holding one under K8ssandra's key names (`credentials`,
+    /// else `medusa_s3_credentials` / `medusa_gcp_key.json`: a mounted
+    /// Secret); without it, the provider's default chain (IRSA, pod identity,
+    /// workload identity, environment, instance metadata).
     #[arg(long, env = vars::STORAGE_CREDENTIALS_FILE, value_name = "FILE")]
     pub storage_credentials_file: Option<String>,
     /// Allow a plain-HTTP endpoint (`true`/`false`; default false).
@@ -150,6 +152,13 @@ pub struct NodesArgs {
     /// PEM CA bundle to verify agents served over TLS.
     #[arg(long, env = vars::AGENT_CA_FILE, value_name = "FILE")]
     pub agent_ca_file: Option<String>,
+    /// DNS name the agents' certificate is verified against, instead of
+    /// their address (needs the CA file). The coordinator still connects
+    /// to each agent's IP; one certificate then serves every pod, whose IPs
+    /// are unknown when it is issued (the kassette-agent chart's
+    /// `kassette-agent`).
+    #[arg(long, env = vars::AGENT_TLS_SERVER_NAME, value_name = "NAME")]
+    pub agent_tls_server_name: Option<String>,
     /// CQL native port of the Cassandra nodes (default 9042).
     #[arg(long, env = vars::CQL_PORT, value_name = "PORT")]
     pub cql_port: Option<String>,

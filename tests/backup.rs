@@ -737,3 +737,51 @@ async fn metrics_are_pushed_after_every_pass() {
         "a failure must not move the success time: {body}"
     );
 }
+
+/// One certificate for the DNS name `kassette-agent` and no address, as
+/// the kassette-agent chart issues it for every agent pod: with
+/// `KASSETTE_AGENT_TLS_SERVER_NAME` the coordinator connects to each
+/// agent's IP, verifies that name, and the backup completes. Without the
+/// name (the addresses are checked) or with another one, the pass fails
+/// before any snapshot, naming the node and the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_behind_one_certificate_name_are_verified_by_that_name() {
+    let session = cql_cluster().await;
+    let ks = common::create_keyspace_with_rf(&session, "tlsname_", 3).await;
+    common::create_table_t(&session, &ks, 100).await;
+    let dc = Datacenter::start_tls_named(StoreKind::Local, "kassette-agent").await;
+
+    let name = backup_name("tlsname-");
+    let out = dc.backup(&name, &[&ks]).await;
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("backup {name} complete: 3 nodes")),
+        "{summary}"
+    );
+
+    for server_name in [None, Some("someone-else")] {
+        let refused = backup_name("tlsrefused-");
+        let mut pass = dc.coordinator(
+            &["backup"],
+            &[("KASSETTE_BACKUP_NAME", &refused), ("KASSETTE_KEYSPACES", &ks)],
+        );
+        match server_name {
+            None => pass.env_remove("KASSETTE_AGENT_TLS_SERVER_NAME"),
+            Some(other) => pass.env("KASSETTE_AGENT_TLS_SERVER_NAME", other),
+        };
+        let out = pass.output().await.expect("run kassette");
+        let message = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{server_name:?}: {message}");
+        assert!(
+            dc.agents.iter().any(|a| message.contains(&a.address))
+                && message.to_lowercase().contains("certificate"),
+            "{server_name:?}: {message}"
+        );
+        let nothing_left = (1..=3).all(|node| {
+            common::dc::snapshot_tags(node)
+                .iter()
+                .all(|t| !t.contains(&refused))
+        });
+        assert!(nothing_left, "a refused pass left a snapshot");
+    }
+}

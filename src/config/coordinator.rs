@@ -73,6 +73,9 @@ pub struct NodesConfig {
     pub discovery: Discovery,
     pub agent_token_file: PathBuf,
     pub agent_ca_file: Option<PathBuf>,
+    /// The name agents' certificates are verified against instead of their
+    /// address (only with `agent_ca_file`).
+    pub agent_tls_server_name: Option<String>,
     pub cql: CqlConfig,
 }
 
@@ -116,10 +119,27 @@ impl NodesConfig {
             args.agent_ca_file.as_deref(),
             parse::readable_file,
         )?;
+        let agent_tls_server_name = optional(
+            vars::AGENT_TLS_SERVER_NAME,
+            args.agent_tls_server_name.as_deref(),
+            parse::dns_name,
+        )?;
+        if agent_tls_server_name.is_some() && agent_ca_file.is_none() {
+            // Without a CA the agents are reached over plain HTTP, where a
+            // server name means nothing: refused rather than ignored.
+            return Err(ConfigError::new(
+                vars::AGENT_TLS_SERVER_NAME,
+                format!(
+                    "needs {} (it names the agents' TLS certificate)",
+                    vars::AGENT_CA_FILE
+                ),
+            ));
+        }
         Ok(Self {
             discovery,
             agent_token_file,
             agent_ca_file,
+            agent_tls_server_name,
             cql: CqlConfig::from_args(args)?,
         })
     }
@@ -428,6 +448,34 @@ mod tests {
         let err = NodesConfig::from_args(&missing).unwrap_err();
         assert_eq!(err.var, vars::AGENT_TOKEN_FILE);
         assert!(err.problem.starts_with("is required"));
+    }
+
+    #[test]
+    fn tls_server_name_needs_the_ca_and_a_dns_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let mut args = NodesArgs {
+            agent_token_file: Some(token(&dir)),
+            agent_tls_server_name: Some("kassette-agent".into()),
+            ..Default::default()
+        };
+        let err = NodesConfig::from_args(&args).unwrap_err();
+        assert_eq!(err.var, vars::AGENT_TLS_SERVER_NAME);
+        assert!(err.problem.contains(vars::AGENT_CA_FILE), "{err}");
+
+        args.agent_ca_file = Some(ca.to_string_lossy().into_owned());
+        let config = NodesConfig::from_args(&args).unwrap();
+        assert_eq!(
+            config.agent_tls_server_name.as_deref(),
+            Some("kassette-agent")
+        );
+
+        args.agent_tls_server_name = Some("kassette agent".into());
+        assert_eq!(
+            NodesConfig::from_args(&args).unwrap_err().var,
+            vars::AGENT_TLS_SERVER_NAME
+        );
     }
 
     #[test]

@@ -184,6 +184,27 @@ pub fn is_safe_name(name: &str, max_len: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Parses a DNS name a TLS certificate is issued for, e.g.
+/// `kassette-agent` or `kassette-agent.cassandra.svc`: dot-separated labels
+/// of 1–63 letters, digits and `-`, not starting or ending with `-`; 253
+/// characters at most. Lower-cased, as certificate names compare.
+pub fn dns_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "{raw:?} is not a DNS name (dot-separated labels of letters, digits, '-')"
+        ))
+    }
+}
+
 /// Parses a Kubernetes label selector of `key=value`, `key!=value` and bare
 /// `key` terms (the subset cass-operator selectors use).
 pub fn label_selector(raw: &str) -> Result<String, String> {
@@ -300,6 +321,18 @@ mod tests {
         assert!(tables("shop.or-ders").is_err());
         assert!(keyspaces("shop, ledger").is_ok());
         assert!(keyspaces("sh op").is_err());
+    }
+
+    #[test]
+    fn dns_names() {
+        assert_eq!(dns_name("kassette-agent").unwrap(), "kassette-agent");
+        assert_eq!(
+            dns_name("Kassette-Agent.cassandra.svc.").unwrap(),
+            "kassette-agent.cassandra.svc"
+        );
+        for bad in ["", "a b", "-agent", "agent-", "a..b", "https://agent", "a:7300"] {
+            assert!(dns_name(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -367,11 +367,43 @@ fn key_prefix(raw: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// k8ssandra-operator's key in a storage Secret, for every provider.
+pub const OPERATOR_CREDENTIALS_KEY: &str = "credentials";
+/// Medusa's (K8ssandra v1) key for S3 and S3-compatible stores.
+pub const MEDUSA_S3_CREDENTIALS_KEY: &str = "medusa_s3_credentials";
+/// Medusa's (K8ssandra v1) key for Google Cloud Storage.
+pub const MEDUSA_GCS_CREDENTIALS_KEY: &str = "medusa_gcp_key.json";
+
+/// The credentials file named by `KASSETTE_STORAGE_CREDENTIALS_FILE`. A
+/// directory (a storage Secret mounted whole, as the charts do) stands for
+/// the first file present in it of k8ssandra-operator's `credentials`, then
+/// the provider's Medusa key (`provider_key`), so a K8ssandra user's
+/// existing Secret works as it is.
+fn credentials_path(raw: &str, provider_key: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(raw.trim());
+    if !path.is_dir() {
+        return parse::readable_file(raw);
+    }
+    let names = [OPERATOR_CREDENTIALS_KEY, provider_key];
+    names
+        .iter()
+        .map(|name| path.join(name))
+        // is_file follows the symlinks of a mounted Secret's keys.
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            format!(
+                "{} is a directory holding none of {} (the credentials file names looked for)",
+                path.display(),
+                names.join(", ")
+            )
+        })
+}
+
 /// An AWS credentials INI file (the form of K8ssandra's
 /// `medusa_s3_credentials` secret) must name a key id and a secret key.
 /// Only key names are inspected; no value is ever returned or echoed.
 fn aws_credentials_file(raw: &str) -> Result<PathBuf, String> {
-    let path = parse::readable_file(raw)?;
+    let path = credentials_path(raw, MEDUSA_S3_CREDENTIALS_KEY)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let has_key = |name: &str| {
@@ -392,7 +424,7 @@ fn aws_credentials_file(raw: &str) -> Result<PathBuf, String> {
 
 /// A GCS credentials file must be a JSON key of a known type.
 fn gcs_credentials_file(raw: &str) -> Result<PathBuf, String> {
-    let path = parse::readable_file(raw)?;
+    let path = credentials_path(raw, MEDUSA_GCS_CREDENTIALS_KEY)?;
     let not_a_key = || {
         format!(
             "{} is not a Google credentials JSON (service_account, authorized_user or external_account)",
@@ -544,5 +576,61 @@ mod tests {
         let key = dir.path().join("key.json");
         std::fs::write(&key, r#"{"type":"service_account","private_key":"x"}"#).unwrap();
         assert!(gcs_credentials_file(key.to_str().unwrap()).is_ok());
+    }
+
+    /// A mounted Secret: the key files are symlinks into a `..data`
+    /// directory, as the kubelet lays them out.
+    fn secret_dir(keys: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("..2026_12_02_00_00_00.1");
+        std::fs::create_dir(&data).unwrap();
+        for (name, content) in keys {
+            std::fs::write(data.join(name), content).unwrap();
+            std::os::unix::fs::symlink(data.join(name), dir.path().join(name)).unwrap();
+        }
+        dir
+    }
+
+    const AWS_INI: &str = "[default]\naws_access_key_id = AKIA\naws_secret_access_key = s3cr3t\n";
+    const GCP_KEY: &str = r#"{"type":"service_account","private_key":"x"}"#;
+
+    #[test]
+    fn a_directory_stands_for_k8ssandras_key_names() {
+        let medusa_s3 = secret_dir(&[(MEDUSA_S3_CREDENTIALS_KEY, AWS_INI)]);
+        let found = aws_credentials_file(medusa_s3.path().to_str().unwrap()).unwrap();
+        assert_eq!(found, medusa_s3.path().join(MEDUSA_S3_CREDENTIALS_KEY));
+
+        let medusa_gcs = secret_dir(&[(MEDUSA_GCS_CREDENTIALS_KEY, GCP_KEY)]);
+        let found = gcs_credentials_file(medusa_gcs.path().to_str().unwrap()).unwrap();
+        assert_eq!(found, medusa_gcs.path().join(MEDUSA_GCS_CREDENTIALS_KEY));
+
+        // k8ssandra-operator's `credentials` comes first when both exist.
+        let both = secret_dir(&[
+            (OPERATOR_CREDENTIALS_KEY, AWS_INI),
+            (MEDUSA_S3_CREDENTIALS_KEY, "not read"),
+        ]);
+        let found = aws_credentials_file(both.path().to_str().unwrap()).unwrap();
+        assert_eq!(found, both.path().join(OPERATOR_CREDENTIALS_KEY));
+    }
+
+    #[test]
+    fn a_directory_without_a_known_key_names_the_keys_looked_for() {
+        // The GCS key name does not count for S3, nor the other way round.
+        let dir = secret_dir(&[(MEDUSA_GCS_CREDENTIALS_KEY, GCP_KEY)]);
+        let mut args = s3_args();
+        args.storage_credentials_file = Some(dir.path().to_string_lossy().into_owned());
+        let err = StorageConfig::from_args(&args).unwrap_err();
+        assert_eq!(err.var, vars::STORAGE_CREDENTIALS_FILE);
+        assert!(
+            err.problem
+                .contains("none of credentials, medusa_s3_credentials"),
+            "{err}"
+        );
+        let dir = secret_dir(&[(MEDUSA_S3_CREDENTIALS_KEY, AWS_INI)]);
+        let err = gcs_credentials_file(dir.path().to_str().unwrap()).unwrap_err();
+        assert!(
+            err.contains("none of credentials, medusa_gcp_key.json"),
+            "{err}"
+        );
     }
 }

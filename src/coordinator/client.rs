@@ -1,5 +1,6 @@
 //! A typed client for one node agent's API ([`crate::agent::api`]).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -24,10 +25,15 @@ pub enum ClientError {
     },
 }
 
-/// One agent, at `http://host:port`, with the shared bearer token.
+/// One agent, at `http://host:port` (or `https://`), with the shared
+/// bearer token.
 #[derive(Clone)]
 pub struct AgentClient {
+    /// Scheme and authority requests go to: the address, or the TLS server
+    /// name (resolved to the address by the HTTP client).
     base: String,
+    /// The agent's `host:port`, as errors name it.
+    address: String,
     token: String,
     http: reqwest::Client,
 }
@@ -37,6 +43,7 @@ impl std::fmt::Debug for AgentClient {
         // The token stays out of logs.
         f.debug_struct("AgentClient")
             .field("base", &self.base)
+            .field("address", &self.address)
             .finish_non_exhaustive()
     }
 }
@@ -50,39 +57,50 @@ impl AgentClient {
             .unwrap_or_default();
         Self {
             base: format!("http://{address}"),
+            address: address.to_string(),
             token: token.trim().to_string(),
             http,
         }
     }
 
     /// A client for an agent serving HTTPS with a certificate issued by the
-    /// CA(s) in `ca_pem` (only those are trusted, not the system's roots).
+    /// CA(s) in `ca_pem` (only those are trusted, not the system's roots)
+    /// for its address.
     pub fn with_tls(address: &str, token: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
-        let bad_ca = |message: String| ClientError::Unreachable {
-            agent: address.to_string(),
-            message: format!("{}: {message}", crate::config::vars::AGENT_CA_FILE),
-        };
-        let certs = reqwest::Certificate::from_pem_bundle(ca_pem)
-            .map_err(|e| bad_ca(crate::storage::error_chain(&e)))?;
-        if certs.is_empty() {
-            return Err(bad_ca("no PEM certificate in the file".into()));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tls_certs_only(certs)
-            .build()
-            .map_err(|e| bad_ca(crate::storage::error_chain(&e)))?;
+        let http = tls_client(address, ca_pem, reqwest::Client::builder())?;
         Ok(Self {
             base: format!("https://{address}"),
+            address: address.to_string(),
             token: token.trim().to_string(),
             http,
         })
     }
 
+    /// Like [`AgentClient::with_tls`], but the certificate is verified
+    /// against `server_name` (`KASSETTE_AGENT_TLS_SERVER_NAME`) rather than
+    /// the address: requests go to `https://server_name:port`, which the
+    /// client resolves to `socket` alone. One certificate then serves every
+    /// pod, whose IPs are not known when it is issued.
+    pub fn with_tls_server_name(
+        socket: SocketAddr,
+        server_name: &str,
+        token: &str,
+        ca_pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        let address = socket.to_string();
+        let builder = reqwest::Client::builder().resolve(server_name, socket);
+        let http = tls_client(&address, ca_pem, builder)?;
+        Ok(Self {
+            base: format!("https://{server_name}:{}", socket.port()),
+            address,
+            token: token.trim().to_string(),
+            http,
+        })
+    }
+
+    /// The agent's `host:port`.
     pub fn address(&self) -> &str {
-        self.base
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
+        &self.address
     }
 
     pub async fn node_info(&self) -> Result<NodeInfo, ClientError> {
@@ -184,4 +202,27 @@ impl AgentClient {
             message: crate::storage::error_chain(&err),
         }
     }
+}
+
+/// An HTTPS client trusting only the CA(s) in `ca_pem`; errors name the
+/// agent at `address` and the CA file's variable.
+fn tls_client(
+    address: &str,
+    ca_pem: &[u8],
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest::Client, ClientError> {
+    let bad_ca = |message: String| ClientError::Unreachable {
+        agent: address.to_string(),
+        message: format!("{}: {message}", crate::config::vars::AGENT_CA_FILE),
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(ca_pem)
+        .map_err(|e| bad_ca(crate::storage::error_chain(&e)))?;
+    if certs.is_empty() {
+        return Err(bad_ca("no PEM certificate in the file".into()));
+    }
+    builder
+        .connect_timeout(Duration::from_secs(10))
+        .tls_certs_only(certs)
+        .build()
+        .map_err(|e| bad_ca(crate::storage::error_chain(&e)))
 }

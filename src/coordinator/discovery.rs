@@ -45,6 +45,14 @@ pub struct AgentNode {
     pub ip: IpAddr,
 }
 
+impl AgentNode {
+    /// The agent's IP and port (the port of `agent`).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        let (_, port) = self.agent.rsplit_once(':')?;
+        Some(SocketAddr::new(self.ip, port.parse().ok()?))
+    }
+}
+
 /// The agents of the configured datacenter.
 pub async fn discover(
     discovery: &Discovery,
@@ -170,6 +178,10 @@ mod tests {
         let node = static_node("127.0.0.2:7300").unwrap();
         assert_eq!(node.ip.to_string(), "127.0.0.2");
         assert_eq!(node.agent, "127.0.0.2:7300");
+        assert_eq!(
+            node.socket_addr(),
+            Some("127.0.0.2:7300".parse().unwrap())
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use futures::future::try_join_all;
 
 use super::PassError;
-use super::client::AgentClient;
+use super::client::{AgentClient, ClientError};
 use super::discovery::{AgentNode, discover};
 use crate::agent::api::NodeInfo;
 use crate::cassandra::cql::{Cql, NodeTopology};
@@ -59,6 +59,9 @@ impl Node {
 pub struct Connector {
     token: String,
     ca_pem: Option<Vec<u8>>,
+    /// `KASSETTE_AGENT_TLS_SERVER_NAME`: the name certificates are checked
+    /// against instead of each agent's address.
+    server_name: Option<String>,
 }
 
 impl Connector {
@@ -75,18 +78,29 @@ impl Connector {
         Ok(Self {
             token: String::from_utf8_lossy(&token).trim().to_string(),
             ca_pem,
+            server_name: nodes.agent_tls_server_name.clone(),
         })
     }
 
     pub fn client(&self, agent: &AgentNode) -> Result<AgentClient, PassError> {
-        match &self.ca_pem {
-            None => Ok(AgentClient::new(&agent.agent, &self.token)),
-            Some(pem) => AgentClient::with_tls(&agent.agent, &self.token, pem).map_err(|source| {
-                PassError::Node {
-                    node: agent.name.clone(),
-                    source,
-                }
-            }),
+        let failed = |source| PassError::Node {
+            node: agent.name.clone(),
+            source,
+        };
+        match (&self.ca_pem, &self.server_name) {
+            (None, _) => Ok(AgentClient::new(&agent.agent, &self.token)),
+            (Some(pem), None) => {
+                AgentClient::with_tls(&agent.agent, &self.token, pem).map_err(failed)
+            }
+            (Some(pem), Some(name)) => {
+                let socket = agent.socket_addr().ok_or_else(|| {
+                    failed(ClientError::Unreachable {
+                        agent: agent.agent.clone(),
+                        message: "the address has no port".into(),
+                    })
+                })?;
+                AgentClient::with_tls_server_name(socket, name, &self.token, pem).map_err(failed)
+            }
         }
     }
 }

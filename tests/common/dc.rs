@@ -43,32 +43,62 @@ pub struct Datacenter {
     token_file: PathBuf,
     /// Set when the agents serve HTTPS: the CA that issued their certificate.
     pub ca: Option<PathBuf>,
+    /// Set when that certificate names a DNS name rather than the agents'
+    /// addresses (`KASSETTE_AGENT_TLS_SERVER_NAME`).
+    pub tls_server_name: Option<String>,
+}
+
+/// How the agents of a test datacenter serve their API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    Http,
+    /// HTTPS, one certificate for the three loopback addresses.
+    TlsByAddress,
+    /// HTTPS, one certificate for this DNS name only.
+    TlsByName(&'static str),
 }
 
 impl Datacenter {
     /// Starts one agent per node on a fresh store; `agent_env` adds
     /// settings to every agent (e.g. a bandwidth limit).
     pub async fn start(kind: StoreKind, agent_env: &[(&str, &str)]) -> Self {
-        Self::start_with(kind, agent_env, false).await
+        Self::start_with(kind, agent_env, Serving::Http).await
     }
 
     /// Like [`Datacenter::start`], with agents serving HTTPS (a private CA
     /// the coordinator trusts through `KASSETTE_AGENT_CA_FILE`).
     pub async fn start_tls(kind: StoreKind) -> Self {
-        Self::start_with(kind, &[], true).await
+        Self::start_with(kind, &[], Serving::TlsByAddress).await
     }
 
-    async fn start_with(kind: StoreKind, agent_env: &[(&str, &str)], tls: bool) -> Self {
+    /// Like [`Datacenter::start_tls`], with one certificate for the DNS
+    /// name `name` only, as the kassette-agent chart issues it; the
+    /// coordinator is given `KASSETTE_AGENT_TLS_SERVER_NAME=name`.
+    pub async fn start_tls_named(kind: StoreKind, name: &'static str) -> Self {
+        Self::start_with(kind, &[], Serving::TlsByName(name)).await
+    }
+
+    async fn start_with(kind: StoreKind, agent_env: &[(&str, &str)], serving: Serving) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
         let storage = new_storage(kind, dir.path()).await;
         let port = free_port_on_every_node();
-        let certs = tls.then(|| {
-            let certs_dir = dir.path().join("certs");
-            std::fs::create_dir_all(&certs_dir).unwrap();
-            super::tls::issue(&certs_dir, &["127.0.0.1", "127.0.0.2", "127.0.0.3"])
-        });
+        let certs_dir = dir.path().join("certs");
+        let certs = match serving {
+            Serving::Http => None,
+            Serving::TlsByAddress => {
+                std::fs::create_dir_all(&certs_dir).unwrap();
+                Some(super::tls::issue(
+                    &certs_dir,
+                    &["127.0.0.1", "127.0.0.2", "127.0.0.3"],
+                ))
+            }
+            Serving::TlsByName(name) => {
+                std::fs::create_dir_all(&certs_dir).unwrap();
+                Some(super::tls::issue_for_dns_name(&certs_dir, name))
+            }
+        };
         let mut dc = Self {
             dir,
             kind,
@@ -77,6 +107,10 @@ impl Datacenter {
             agents: Vec::new(),
             token_file,
             ca: certs.as_ref().map(|c| c.ca.clone()),
+            tls_server_name: match serving {
+                Serving::TlsByName(name) => Some(name.to_string()),
+                _ => None,
+            },
         };
         let mut env: Vec<(String, String)> = agent_env
             .iter()
@@ -106,9 +140,18 @@ impl Datacenter {
     /// serve it.
     pub fn client(&self, address: &str) -> kassette::coordinator::client::AgentClient {
         use kassette::coordinator::client::AgentClient;
-        match &self.ca {
-            None => AgentClient::new(address, TOKEN),
-            Some(ca) => AgentClient::with_tls(address, TOKEN, &std::fs::read(ca).unwrap()).unwrap(),
+        match (&self.ca, &self.tls_server_name) {
+            (None, _) => AgentClient::new(address, TOKEN),
+            (Some(ca), None) => {
+                AgentClient::with_tls(address, TOKEN, &std::fs::read(ca).unwrap()).unwrap()
+            }
+            (Some(ca), Some(name)) => AgentClient::with_tls_server_name(
+                address.parse().expect("agent address is ip:port"),
+                name,
+                TOKEN,
+                &std::fs::read(ca).unwrap(),
+            )
+            .unwrap(),
         }
     }
 
@@ -208,6 +251,9 @@ impl Datacenter {
         }
         if let Some(ca) = &self.ca {
             env.push(("KASSETTE_AGENT_CA_FILE".into(), ca.display().to_string()));
+        }
+        if let Some(name) = &self.tls_server_name {
+            env.push(("KASSETTE_AGENT_TLS_SERVER_NAME".into(), name.clone()));
         }
         env
     }

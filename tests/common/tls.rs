@@ -14,6 +14,19 @@ pub struct TestCerts {
 /// (`public.crt`, `private.key`, the names MinIO expects) for the IP
 /// addresses `ips`.
 pub fn issue(dir: &Path, ips: &[&str]) -> TestCerts {
+    let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+    issue_for(dir, ips[0], &sans)
+}
+
+/// Like [`issue`], for the DNS name `name` only (no IP address), as the
+/// kassette-agent chart issues one certificate for every agent pod.
+pub fn issue_for_dns_name(dir: &Path, name: &str) -> TestCerts {
+    issue_for(dir, name, &[format!("DNS:{name}")])
+}
+
+/// A CA and a server certificate with common name `cn` and the subject
+/// alternative names `sans` (`IP:…`, `DNS:…`).
+fn issue_for(dir: &Path, cn: &str, sans: &[String]) -> TestCerts {
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let openssl = |args: &[&str]| {
         super::run("openssl", args);
@@ -39,13 +52,12 @@ pub fn issue(dir: &Path, ips: &[&str]) -> TestCerts {
         "rsa:2048",
         "-nodes",
         "-subj",
-        &format!("/CN={}", ips[0]),
+        &format!("/CN={cn}"),
         "-keyout",
         &path("private.key"),
         "-out",
         &path("server.csr"),
     ]);
-    let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
     std::fs::write(
         path("server.ext"),
         format!(
