@@ -3,7 +3,8 @@ shared part is in _kassette.tpl. */ -}}
 
 {{- define "kassette.role" -}}restore{{- end }}
 
-{{- define "kassette.roleEnv" -}}
+{{- /* Each entry starts on a new line, as the shared env list expects. */ -}}
+{{- define "kassette.roleEnv" }}
 - name: KASSETTE_BACKUP_NAME
   value: {{ required "backupName is required: a backup name, or latest" .Values.backupName | quote }}
 {{- with .Values.keyspaces }}

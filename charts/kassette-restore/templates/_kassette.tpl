@@ -375,9 +375,9 @@ spec:
       args:
         - {{ include "kassette.role" . }}
       env:
-        {{- include "kassette.env" . | nindent 8 }}
+        {{- include "kassette.env" . | trim | nindent 8 }}
       volumeMounts:
-        {{- include "kassette.volumeMounts" . | nindent 8 }}
+        {{- include "kassette.volumeMounts" . | trim | nindent 8 }}
       {{- with .Values.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
@@ -387,7 +387,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
   volumes:
-    {{- include "kassette.volumes" . | nindent 4 }}
+    {{- include "kassette.volumes" . | trim | nindent 4 }}
 {{- end }}
 
 {{- /* The Job's spec without its template. A configuration error (exit 2)
