@@ -90,11 +90,16 @@ fn objects(yaml: &str) -> Vec<Value> {
         "kubectl refused the rendered objects:\n{}\n{yaml}",
         text(&out)
     );
-    let value: Value = serde_json::from_slice(&out.stdout).expect("kubectl prints JSON");
-    match value["kind"].as_str() {
-        Some("List") => value["items"].as_array().unwrap().clone(),
-        _ => vec![value],
+    // One JSON document per object (or a List).
+    let mut objects = Vec::new();
+    for value in serde_json::Deserializer::from_slice(&out.stdout).into_iter::<Value>() {
+        let value = value.expect("kubectl prints JSON");
+        match value["kind"].as_str() {
+            Some("List") => objects.extend(value["items"].as_array().unwrap().iter().cloned()),
+            _ => objects.push(value),
+        }
     }
+    objects
 }
 
 /// `helm template` of `chart_name` as release `release` in namespace
@@ -710,13 +715,15 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
         "docs/kubernetes.md does not show the sidecar file as it is"
     );
 
+    // A namespace nobody uses: the dry run checks for existing Secrets.
+    let ns = common::unique("notes-");
     let out = helm_ok(&[
         "install",
         "agent",
         &chart(AGENT),
         "--dry-run",
         "--namespace",
-        "cassandra",
+        &ns,
         "--set",
         "sidecar.storage.bucket=my-backups,sidecar.storage.region=eu-west-1,sidecar.port=7400",
         "--set",
@@ -746,6 +753,8 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
         "agent",
         &chart(AGENT),
         "--dry-run",
+        "--namespace",
+        &ns,
         "--set",
         "tls.enabled=false,sidecar.storage.existingSecret=,sidecar.storage.provider=gcs",
     ]);
@@ -839,4 +848,75 @@ async fn helm_install_refuses_what_the_schema_rejects() {
     let releases = helm_ok(&["list", "--all", "--short", "--namespace", &ns]);
     assert_eq!(releases.trim(), "", "a refused install left a release");
     k8s::delete_namespace(&client, &ns).await;
+}
+
+/// The agent chart's certificate works as issued: a real `kassette agent`
+/// process serves it, and a client connecting to the agent's IP verifies
+/// it against the name `kassette-agent` (as the Jobs do with
+/// `agent.tls.serverName`) and presents the chart's token; checked
+/// against the address instead, it is refused.
+#[tokio::test]
+async fn the_agent_charts_certificate_is_served_and_verified_by_name() {
+    use kassette::coordinator::client::AgentClient;
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let objects = render(AGENT, &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &Value| {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap())
+            .unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let token_secret = objects.iter().find(|o| o["type"] == "Opaque").unwrap();
+    let tls_secret = objects.iter().find(|o| o["type"] == "kubernetes.io/tls").unwrap();
+    let token = write("token", &token_secret["data"]["token"]);
+    let ca = write("ca.crt", &tls_secret["data"]["ca.crt"]);
+    let cert = write("tls.crt", &tls_secret["data"]["tls.crt"]);
+    let key = write("tls.key", &tls_secret["data"]["tls.key"]);
+    let data = dir.path().join("data");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&store).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let socket: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_kassette"))
+        .arg("agent")
+        .env_clear()
+        .env("KASSETTE_AGENT_LISTEN", socket.to_string())
+        .env("KASSETTE_AGENT_TOKEN_FILE", &token)
+        .env("KASSETTE_AGENT_TLS_CERT", &cert)
+        .env("KASSETTE_AGENT_TLS_KEY", &key)
+        .env("KASSETTE_DATA_DIRS", &data)
+        .env("KASSETTE_STORAGE_PROVIDER", "local")
+        .env("KASSETTE_STORAGE_PATH", &store)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start kassette agent");
+    let token_text = std::fs::read_to_string(&token).unwrap();
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let by_name =
+        AgentClient::with_tls_server_name(socket, "kassette-agent", &token_text, &ca_pem).unwrap();
+    let mut answer = by_name.node_info().await;
+    for _ in 0..100 {
+        if answer.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        answer = by_name.node_info().await;
+    }
+    let info = answer.expect("the agent answers over TLS, verified by name");
+    assert_eq!(info.data_dirs, [data.display().to_string()]);
+    let by_address = AgentClient::with_tls(&socket.to_string(), &token_text, &ca_pem).unwrap();
+    let err = by_address.node_info().await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    agent.kill().await.unwrap();
 }
