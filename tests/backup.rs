@@ -763,7 +763,10 @@ async fn agents_behind_one_certificate_name_are_verified_by_that_name() {
         let refused = backup_name("tlsrefused-");
         let mut pass = dc.coordinator(
             &["backup"],
-            &[("KASSETTE_BACKUP_NAME", &refused), ("KASSETTE_KEYSPACES", &ks)],
+            &[
+                ("KASSETTE_BACKUP_NAME", &refused),
+                ("KASSETTE_KEYSPACES", &ks),
+            ],
         );
         match server_name {
             None => pass.env_remove("KASSETTE_AGENT_TLS_SERVER_NAME"),

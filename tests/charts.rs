@@ -34,9 +34,7 @@ fn ci(chart_name: &str, file: &str) -> String {
 /// directories; returns the output, successful or not.
 fn helm(args: &[&str]) -> Output {
     let mut command = Command::new(setting("KASSETTE_TEST_HELM"));
-    command
-        .args(args)
-        .env("KUBECONFIG", setting("KUBECONFIG"));
+    command.args(args).env("KUBECONFIG", setting("KUBECONFIG"));
     for var in ["HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"] {
         command.env(var, setting(var));
     }
@@ -53,7 +51,11 @@ fn text(out: &Output) -> String {
 
 fn helm_ok(args: &[&str]) -> String {
     let out = helm(args);
-    assert!(out.status.success(), "helm {args:?} failed:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed:\n{}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -221,20 +223,38 @@ fn backup_and_restore_share_their_templates_and_schema() {
     let read = |chart: &str, path: &str| {
         std::fs::read_to_string(repo().join("charts").join(chart).join(path)).unwrap()
     };
-    assert_eq!(
-        read(BACKUP, "templates/_kassette.tpl"),
-        read(RESTORE, "templates/_kassette.tpl"),
-        "templates/_kassette.tpl differs between the charts"
+    assert!(
+        read(BACKUP, "templates/_kassette.tpl") == read(RESTORE, "templates/_kassette.tpl"),
+        "templates/_kassette.tpl differs between the charts: copy one over the other"
     );
-    let schema = |chart: &str| -> Value { serde_json::from_str(&read(chart, "values.schema.json")).unwrap() };
+    let schema = |chart: &str| -> Value {
+        serde_json::from_str(&read(chart, "values.schema.json")).unwrap()
+    };
     let (backup, restore) = (schema(BACKUP), schema(RESTORE));
-    let own = ["backupName", "keyspaces", "schedule", "cronJob", "retention", "metrics"];
-    let restore_own = ["backupName", "keyspaces", "tables", "mode", "clearTruncateSnapshots"];
+    let own = [
+        "backupName",
+        "keyspaces",
+        "schedule",
+        "cronJob",
+        "retention",
+        "metrics",
+    ];
+    let restore_own = [
+        "backupName",
+        "keyspaces",
+        "tables",
+        "mode",
+        "clearTruncateSnapshots",
+    ];
     let backup_props = backup["properties"].as_object().unwrap();
     let restore_props = restore["properties"].as_object().unwrap();
     for (key, value) in backup_props {
         if !own.contains(&key.as_str()) {
-            assert_eq!(Some(value), restore_props.get(key), "schema of {key} differs");
+            assert_eq!(
+                Some(value),
+                restore_props.get(key),
+                "schema of {key} differs"
+            );
         }
     }
     for key in restore_props.keys() {
@@ -253,7 +273,10 @@ fn backup_and_restore_share_their_templates_and_schema() {
 #[test]
 fn backup_without_a_schedule_renders_a_job() {
     let objects = render(BACKUP, &[ci(BACKUP, "typical-values.yaml")], &["schedule="]);
-    assert_eq!(kinds(&objects), ["Job", "Role", "RoleBinding", "ServiceAccount"]);
+    assert_eq!(
+        kinds(&objects),
+        ["Job", "Role", "RoleBinding", "ServiceAccount"]
+    );
     let job = one(&objects, "Job");
     assert_eq!(job["metadata"]["name"], "rel-kassette-backup");
     assert_eq!(job["spec"]["backoffLimit"], 2);
@@ -277,7 +300,10 @@ fn backup_without_a_schedule_renders_a_job() {
         ("KASSETTE_DATACENTER", "dc1"),
         ("KASSETTE_NAMESPACE", "backups"),
         ("KASSETTE_AGENT_PORT", "7300"),
-        ("KASSETTE_AGENT_TOKEN_FILE", "/etc/kassette/agent-token/token"),
+        (
+            "KASSETTE_AGENT_TOKEN_FILE",
+            "/etc/kassette/agent-token/token",
+        ),
         ("KASSETTE_AGENT_CA_FILE", "/etc/kassette/agent-tls/ca.crt"),
         ("KASSETTE_AGENT_TLS_SERVER_NAME", "kassette-agent"),
         ("KASSETTE_CQL_PORT", "9042"),
@@ -346,8 +372,14 @@ fn backup_without_a_schedule_renders_a_job() {
         volumes["agent-tls"]["secret"]["items"],
         json!([{"key": "ca.crt", "path": "ca.crt"}])
     );
-    assert_eq!(volumes["agent-tls"]["secret"]["secretName"], "kassette-agent-tls");
-    assert_eq!(volumes["agent-token"]["secret"]["secretName"], "kassette-agent-token");
+    assert_eq!(
+        volumes["agent-tls"]["secret"]["secretName"],
+        "kassette-agent-tls"
+    );
+    assert_eq!(
+        volumes["agent-token"]["secret"]["secretName"],
+        "kassette-agent-token"
+    );
     assert_eq!(
         volumes["cql"]["secret"]["items"],
         json!([{"key": "password", "path": "password"}])
@@ -364,13 +396,23 @@ fn backup_without_a_schedule_renders_a_job() {
     assert_eq!(security["runAsNonRoot"], true);
     assert_eq!(security["runAsUser"], 65532);
     assert_eq!(security["capabilities"], json!({"drop": ["ALL"]}));
-    assert_eq!(security["seccompProfile"], json!({"type": "RuntimeDefault"}));
+    assert_eq!(
+        security["seccompProfile"],
+        json!({"type": "RuntimeDefault"})
+    );
 
     for object in &objects {
         let labels = &object["metadata"]["labels"];
-        assert_eq!(labels["app.kubernetes.io/name"], BACKUP, "{}", object["kind"]);
+        assert_eq!(
+            labels["app.kubernetes.io/name"], BACKUP,
+            "{}",
+            object["kind"]
+        );
         assert_eq!(labels["app.kubernetes.io/instance"], "rel");
-        assert_eq!(labels["app.kubernetes.io/version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            labels["app.kubernetes.io/version"],
+            env!("CARGO_PKG_VERSION")
+        );
         assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
         assert_eq!(labels["app.kubernetes.io/component"], "backup");
         assert_eq!(labels["helm.sh/chart"], "kassette-backup-0.1.0");
@@ -399,7 +441,10 @@ fn backup_without_a_schedule_renders_a_job() {
 #[test]
 fn backup_with_a_schedule_renders_a_cronjob_that_never_overlaps() {
     let objects = render(BACKUP, &[ci(BACKUP, "typical-values.yaml")], &[]);
-    assert_eq!(kinds(&objects), ["CronJob", "Role", "RoleBinding", "ServiceAccount"]);
+    assert_eq!(
+        kinds(&objects),
+        ["CronJob", "Role", "RoleBinding", "ServiceAccount"]
+    );
     let cron = one(&objects, "CronJob");
     let spec = &cron["spec"];
     assert_eq!(spec["schedule"], "0 2 * * *");
@@ -418,7 +463,11 @@ fn backup_with_a_schedule_renders_a_cronjob_that_never_overlaps() {
     assert_eq!(env_value(&env(cron), "KASSETTE_CLUSTER"), "demo");
     assert!(!env(cron).contains_key("KASSETTE_BACKUP_NAME"));
 
-    let edge = render(BACKUP, &[ci(BACKUP, "gcs-workload-identity-values.yaml")], &[]);
+    let edge = render(
+        BACKUP,
+        &[ci(BACKUP, "gcs-workload-identity-values.yaml")],
+        &[],
+    );
     let spec = &one(&edge, "CronJob")["spec"];
     assert_eq!(spec["schedule"], "*/30 1-5 * * MON-FRI");
     assert_eq!(spec["timeZone"], "Europe/Paris");
@@ -431,7 +480,15 @@ fn backup_with_a_schedule_renders_a_cronjob_that_never_overlaps() {
 
     let chart = chart(BACKUP);
     let typical = ci(BACKUP, "typical-values.yaml");
-    let named = helm(&["template", "rel", &chart, "-f", &typical, "--set", "backupName=nightly"]);
+    let named = helm(&[
+        "template",
+        "rel",
+        &chart,
+        "-f",
+        &typical,
+        "--set",
+        "backupName=nightly",
+    ]);
     assert!(!named.status.success());
     assert!(
         text(&named).contains("backupName cannot be set with a schedule"),
@@ -445,7 +502,10 @@ fn backup_with_a_schedule_renders_a_cronjob_that_never_overlaps() {
 #[test]
 fn restore_renders_a_job_with_the_restore_settings() {
     let objects = render(RESTORE, &[ci(RESTORE, "typical-values.yaml")], &[]);
-    assert_eq!(kinds(&objects), ["Job", "Role", "RoleBinding", "ServiceAccount"]);
+    assert_eq!(
+        kinds(&objects),
+        ["Job", "Role", "RoleBinding", "ServiceAccount"]
+    );
     let job = one(&objects, "Job");
     assert_eq!(job["metadata"]["name"], "rel-kassette-restore");
     assert_eq!(job["spec"]["backoffLimit"], 1);
@@ -453,23 +513,49 @@ fn restore_renders_a_job_with_the_restore_settings() {
     let env = env(job);
     assert_eq!(env_value(&env, "KASSETTE_BACKUP_NAME"), "latest");
     assert_eq!(env_value(&env, "KASSETTE_RESTORE_MODE"), "replace");
-    assert_eq!(env_value(&env, "KASSETTE_STORAGE_CREDENTIALS_FILE"), "/etc/kassette/storage");
-    assert_eq!(env_value(&env, "KASSETTE_AGENT_TLS_SERVER_NAME"), "kassette-agent");
-    for absent in ["KASSETTE_KEYSPACES", "KASSETTE_TABLES", "KASSETTE_CLEAR_TRUNCATE_SNAPSHOTS"] {
+    assert_eq!(
+        env_value(&env, "KASSETTE_STORAGE_CREDENTIALS_FILE"),
+        "/etc/kassette/storage"
+    );
+    assert_eq!(
+        env_value(&env, "KASSETTE_AGENT_TLS_SERVER_NAME"),
+        "kassette-agent"
+    );
+    for absent in [
+        "KASSETTE_KEYSPACES",
+        "KASSETTE_TABLES",
+        "KASSETTE_CLEAR_TRUNCATE_SNAPSHOTS",
+    ] {
         assert!(!env.contains_key(absent), "{absent} set");
     }
-    assert_eq!(job["metadata"]["labels"]["app.kubernetes.io/component"], "restore");
+    assert_eq!(
+        job["metadata"]["labels"]["app.kubernetes.io/component"],
+        "restore"
+    );
 
     let merge = render(RESTORE, &[ci(RESTORE, "s3-compatible-values.yaml")], &[]);
     let env_merge = self::env(one(&merge, "Job"));
     assert_eq!(env_value(&env_merge, "KASSETTE_RESTORE_MODE"), "merge");
-    assert_eq!(env_value(&env_merge, "KASSETTE_TABLES"), "shop.orders,shop.users");
-    assert_eq!(env_value(&env_merge, "KASSETTE_BACKUP_NAME"), "nightly-2026-12-01");
+    assert_eq!(
+        env_value(&env_merge, "KASSETTE_TABLES"),
+        "shop.orders,shop.users"
+    );
+    assert_eq!(
+        env_value(&env_merge, "KASSETTE_BACKUP_NAME"),
+        "nightly-2026-12-01"
+    );
 
-    let gcs = render(RESTORE, &[ci(RESTORE, "gcs-workload-identity-values.yaml")], &[]);
+    let gcs = render(
+        RESTORE,
+        &[ci(RESTORE, "gcs-workload-identity-values.yaml")],
+        &[],
+    );
     let env_gcs = self::env(one(&gcs, "Job"));
     assert_eq!(env_value(&env_gcs, "KASSETTE_KEYSPACES"), "shop,ledger");
-    assert_eq!(env_value(&env_gcs, "KASSETTE_CLEAR_TRUNCATE_SNAPSHOTS"), "true");
+    assert_eq!(
+        env_value(&env_gcs, "KASSETTE_CLEAR_TRUNCATE_SNAPSHOTS"),
+        "true"
+    );
 }
 
 /// Edge values reach the pod: workload identity (no credentials file, the
@@ -479,17 +565,27 @@ fn restore_renders_a_job_with_the_restore_settings() {
 /// Secret key, CA bundle and SSE-C key, no RBAC objects when disabled.
 #[test]
 fn edge_values_reach_the_pod() {
-    let objects = render(BACKUP, &[ci(BACKUP, "gcs-workload-identity-values.yaml")], &[]);
+    let objects = render(
+        BACKUP,
+        &[ci(BACKUP, "gcs-workload-identity-values.yaml")],
+        &[],
+    );
     let cron = one(&objects, "CronJob");
     let env = env(cron);
     assert_eq!(env_value(&env, "KASSETTE_STORAGE_PROVIDER"), "gcs");
     assert_eq!(env_value(&env, "KASSETTE_NAMESPACE"), "cassandra");
-    assert_eq!(env_value(&env, "KASSETTE_POD_SELECTOR"), "app=cassandra,tier!=batch");
+    assert_eq!(
+        env_value(&env, "KASSETTE_POD_SELECTOR"),
+        "app=cassandra,tier!=batch"
+    );
     assert_eq!(env_value(&env, "KASSETTE_CONCURRENCY"), "32");
     assert_eq!(env_value(&env, "KASSETTE_MAX_BANDWIDTH"), "200MiB/s");
     assert_eq!(env_value(&env, "KASSETTE_LOG_FORMAT"), "json");
     assert_eq!(env_value(&env, "KASSETTE_LOCK_TTL"), "10m");
-    assert_eq!(env_value(&env, "HTTPS_PROXY"), "http://proxy.example.com:3128");
+    assert_eq!(
+        env_value(&env, "HTTPS_PROXY"),
+        "http://proxy.example.com:3128"
+    );
     assert!(!env.contains_key("KASSETTE_STORAGE_CREDENTIALS_FILE"));
     assert!(!env.contains_key("KASSETTE_CQL_USERNAME"));
     assert!(!volumes(cron).contains_key("storage-credentials"));
@@ -506,7 +602,10 @@ fn edge_values_reach_the_pod() {
     assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux");
     assert_eq!(pod["tolerations"][0]["value"], "backups");
     assert!(pod["affinity"]["nodeAffinity"].is_object());
-    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}, {"name": "other"}]));
+    assert_eq!(
+        pod["imagePullSecrets"],
+        json!([{"name": "regcred"}, {"name": "other"}])
+    );
     let c = container(cron);
     assert_eq!(
         c["image"],
@@ -524,7 +623,10 @@ fn edge_values_reach_the_pod() {
         .collect();
     namespaces.sort();
     assert_eq!(namespaces, ["backups", "cassandra"]);
-    let there = roles.iter().find(|r| r["metadata"]["namespace"] == "cassandra").unwrap();
+    let there = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "cassandra")
+        .unwrap();
     assert_eq!(
         there["rules"],
         json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}])
@@ -542,19 +644,28 @@ fn edge_values_reach_the_pod() {
     assert!(!volumes(job).contains_key("agent-tls"));
     for (name, value) in [
         ("KASSETTE_AGENT_PORT", "7400"),
-        ("KASSETTE_AGENT_TOKEN_FILE", "/etc/kassette/agent-token/token"),
+        (
+            "KASSETTE_AGENT_TOKEN_FILE",
+            "/etc/kassette/agent-token/token",
+        ),
         ("KASSETTE_STORAGE_ENDPOINT", "http://minio.storage.svc:9000"),
         ("KASSETTE_STORAGE_ALLOW_HTTP", "true"),
         (
             "KASSETTE_STORAGE_CREDENTIALS_FILE",
             "/etc/kassette/storage/medusa_s3_credentials",
         ),
-        ("KASSETTE_STORAGE_CA_BUNDLE", "/etc/kassette/storage-ca/ca.crt"),
+        (
+            "KASSETTE_STORAGE_CA_BUNDLE",
+            "/etc/kassette/storage-ca/ca.crt",
+        ),
         ("KASSETTE_STORAGE_CLASS", "STANDARD_IA"),
         ("KASSETTE_STORAGE_SSE_C_KEY_FILE", "/etc/kassette/sse-c/key"),
         ("KASSETTE_BACKUP_NAME", "before-upgrade"),
         ("KASSETTE_KEYSPACES", "shop,ledger"),
-        ("KASSETTE_PUSHGATEWAY_URL", "http://pushgateway.monitoring.svc:9091"),
+        (
+            "KASSETTE_PUSHGATEWAY_URL",
+            "http://pushgateway.monitoring.svc:9091",
+        ),
     ] {
         assert_eq!(env_value(&env, name), value, "{name}");
     }
@@ -565,7 +676,10 @@ fn edge_values_reach_the_pod() {
 
     let local = render(BACKUP, &[ci(BACKUP, "local-values.yaml")], &[]);
     let job = one(&local, "Job");
-    assert_eq!(env_value(&self::env(job), "KASSETTE_STORAGE_PATH"), "/backups");
+    assert_eq!(
+        env_value(&self::env(job), "KASSETTE_STORAGE_PATH"),
+        "/backups"
+    );
     assert_eq!(mounts(job)["backups"]["mountPath"], "/backups");
     assert_eq!(
         volumes_of(job, "backups")["persistentVolumeClaim"]["claimName"],
@@ -601,7 +715,10 @@ fn agent_chart_renders_the_token_and_a_certificate_for_one_name() {
     };
     let token = secret("kassette-agent-token");
     assert_eq!(decode(&token["data"]["token"]).len(), 48);
-    assert_eq!(token["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(
+        token["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
     let tls = secret("kassette-agent-tls");
     assert_eq!(tls["type"], "kubernetes.io/tls");
     let dir = tempfile::tempdir().unwrap();
@@ -611,22 +728,50 @@ fn agent_chart_renders_the_token_and_a_certificate_for_one_name() {
     let path = |key: &str| dir.path().join(key).display().to_string();
     let verified = common::run(
         "openssl",
-        &["verify", "-CAfile", &path("ca.crt"), "-purpose", "sslserver", &path("tls.crt")],
+        &[
+            "verify",
+            "-CAfile",
+            &path("ca.crt"),
+            "-purpose",
+            "sslserver",
+            &path("tls.crt"),
+        ],
     );
     assert!(verified.contains(": OK"), "{verified}");
     let names = common::run(
         "openssl",
-        &["x509", "-noout", "-ext", "subjectAltName", "-in", &path("tls.crt")],
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            &path("tls.crt"),
+        ],
     );
     assert!(names.contains("DNS:kassette-agent"), "{names}");
     assert!(!names.contains("IP"), "{names}");
 
-    let custom = render(AGENT, &[], &["tls.serverName=agents.cassandra.svc,token.value=s3cret-token"]);
-    let tls = custom.iter().find(|o| o["type"] == "kubernetes.io/tls").unwrap();
+    let custom = render(
+        AGENT,
+        &[],
+        &["tls.serverName=agents.cassandra.svc,token.value=s3cret-token"],
+    );
+    let tls = custom
+        .iter()
+        .find(|o| o["type"] == "kubernetes.io/tls")
+        .unwrap();
     std::fs::write(dir.path().join("tls.crt"), decode(&tls["data"]["tls.crt"])).unwrap();
     let names = common::run(
         "openssl",
-        &["x509", "-noout", "-ext", "subjectAltName", "-in", &path("tls.crt")],
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            &path("tls.crt"),
+        ],
     );
     assert!(names.contains("DNS:agents.cassandra.svc"), "{names}");
     let token = custom.iter().find(|o| o["type"] == "Opaque").unwrap();
@@ -643,7 +788,8 @@ fn agent_chart_renders_the_token_and_a_certificate_for_one_name() {
 /// release's values put in.
 #[test]
 fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
-    let file = repo().join("charts/kassette-agent/sidecar/cassandradatacenter-podtemplatespec.yaml");
+    let file =
+        repo().join("charts/kassette-agent/sidecar/cassandradatacenter-podtemplatespec.yaml");
     let sidecar = std::fs::read_to_string(&file).unwrap();
     let pod = objects(&format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sidecar-check\n{sidecar}"
@@ -672,7 +818,10 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
         ("KASSETTE_DATA_DIRS", "/var/lib/cassandra/data"),
         ("KASSETTE_CASSANDRA_CONTROL", "management-api"),
         ("KASSETTE_MANAGEMENT_API_URL", "http://localhost:8080"),
-        ("KASSETTE_AGENT_TOKEN_FILE", "/etc/kassette/agent-token/token"),
+        (
+            "KASSETTE_AGENT_TOKEN_FILE",
+            "/etc/kassette/agent-token/token",
+        ),
         ("KASSETTE_AGENT_TLS_CERT", "/etc/kassette/agent-tls/tls.crt"),
         ("KASSETTE_AGENT_TLS_KEY", "/etc/kassette/agent-tls/tls.key"),
         ("KASSETTE_STORAGE_CREDENTIALS_FILE", "/etc/kassette/storage"),
@@ -680,13 +829,21 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
         assert_eq!(env.get(name).copied(), Some(value), "{name}");
     }
     for name in env.keys() {
-        assert!(kassette::config::vars::ALL.contains(name), "{name} is not a kassette variable");
+        assert!(
+            kassette::config::vars::ALL.contains(name),
+            "{name} is not a kassette variable"
+        );
     }
     let mounts: BTreeMap<&str, &str> = agent["volumeMounts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap()))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(mounts["server-data"], "/var/lib/cassandra");
     assert_eq!(agent["securityContext"]["runAsUser"], 999);
@@ -708,7 +865,13 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
     let block: Vec<String> = sidecar
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .map(|l| if l.trim().is_empty() { String::new() } else { format!("    {l}") })
+        .map(|l| {
+            if l.trim().is_empty() {
+                String::new()
+            } else {
+                format!("    {l}")
+            }
+        })
         .collect();
     assert!(
         doc.contains(&block.join("\n")),
@@ -743,7 +906,10 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
         "secretName: medusa-bucket-key",
         "DNS name kassette-agent",
     ] {
-        assert!(notes.contains(expected), "notes lack {expected:?}:\n{notes}");
+        assert!(
+            notes.contains(expected),
+            "notes lack {expected:?}:\n{notes}"
+        );
     }
     assert!(!notes.contains("value: cassandra-backups"), "{notes}");
 
@@ -759,7 +925,13 @@ fn the_documented_sidecar_is_the_file_and_the_notes_print_it() {
         "tls.enabled=false,sidecar.storage.existingSecret=,sidecar.storage.provider=gcs",
     ]);
     let notes = out.split("NOTES:").nth(1).expect("notes printed");
-    for absent in ["KASSETTE_AGENT_TLS_CERT", "kassette-agent-tls", "KASSETTE_STORAGE_CREDENTIALS_FILE", "kassette-storage", "KASSETTE_STORAGE_REGION"] {
+    for absent in [
+        "KASSETTE_AGENT_TLS_CERT",
+        "kassette-agent-tls",
+        "KASSETTE_STORAGE_CREDENTIALS_FILE",
+        "kassette-storage",
+        "KASSETTE_STORAGE_REGION",
+    ] {
         assert!(!notes.contains(absent), "notes keep {absent}:\n{notes}");
     }
     assert!(notes.contains("WARNING: tls.enabled=false"), "{notes}");
@@ -775,15 +947,37 @@ async fn agent_secrets_survive_an_upgrade() {
     let secret = |name: &str| -> Value {
         let out = common::run(
             setting("KASSETTE_TEST_KUBECTL"),
-            &["get", "secret", name, "-n", &ns, "-o", "json", "--kubeconfig", &setting("KUBECONFIG")],
+            &[
+                "get",
+                "secret",
+                name,
+                "-n",
+                &ns,
+                "-o",
+                "json",
+                "--kubeconfig",
+                &setting("KUBECONFIG"),
+            ],
         );
         serde_json::from_str::<Value>(&out).unwrap()["data"].clone()
     };
     helm_ok(&["install", "agent", &chart, "--namespace", &ns]);
     let (token, tls) = (secret("kassette-agent-token"), secret("kassette-agent-tls"));
-    helm_ok(&["upgrade", "agent", &chart, "--namespace", &ns, "--set", "tls.validityDays=30"]);
+    helm_ok(&[
+        "upgrade",
+        "agent",
+        &chart,
+        "--namespace",
+        &ns,
+        "--set",
+        "tls.validityDays=30",
+    ]);
     assert_eq!(secret("kassette-agent-token"), token, "the token changed");
-    assert_eq!(secret("kassette-agent-tls"), tls, "the certificates changed");
+    assert_eq!(
+        secret("kassette-agent-tls"),
+        tls,
+        "the certificates changed"
+    );
     helm_ok(&["uninstall", "agent", "--namespace", &ns]);
     // keepOnUninstall: running agents still need them.
     assert_eq!(secret("kassette-agent-token"), token);
@@ -802,7 +996,15 @@ async fn helm_install_refuses_what_the_schema_rejects() {
     let restore = ci(RESTORE, "typical-values.yaml");
     let install = |chart_name: &str, values: &str, sets: &[&str], dry_run: bool| {
         let chart = chart(chart_name);
-        let mut args = vec!["install", "refused", &chart, "--namespace", &ns, "-f", values];
+        let mut args = vec![
+            "install",
+            "refused",
+            &chart,
+            "--namespace",
+            &ns,
+            "-f",
+            values,
+        ];
         for set in sets {
             args.extend(["--set", set]);
         }
@@ -818,24 +1020,98 @@ async fn helm_install_refuses_what_the_schema_rejects() {
     let cases: &[(&str, &str, &[&str], &str)] = &[
         // (what, chart, --set, the field the error names)
         ("wrong type", BACKUP, &["agent.port=http"], "agent.port"),
-        ("wrong type", RESTORE, &["agent.tls.enabled=maybe"], "agent.tls.enabled"),
-        ("wrong type", BACKUP, &["retention.keepLast=seven"], "retention.keepLast"),
-        ("unknown provider", BACKUP, &["storage.provider=azure"], "storage.provider"),
-        ("unknown provider", RESTORE, &["storage.provider=s4"], "storage.provider"),
-        ("missing bucket (s3)", BACKUP, &["storage.bucket="], "storage.bucket"),
-        ("missing bucket (gcs)", RESTORE, &["storage.provider=gcs", "storage.bucket="], "storage.bucket"),
-        ("malformed schedule", BACKUP, &["schedule=every night"], "schedule"),
-        ("malformed schedule", BACKUP, &["schedule=0 2 * *"], "schedule"),
-        ("malformed schedule", BACKUP, &["schedule=0 2 * * * *"], "schedule"),
+        (
+            "wrong type",
+            RESTORE,
+            &["agent.tls.enabled=maybe"],
+            "agent.tls.enabled",
+        ),
+        (
+            "wrong type",
+            BACKUP,
+            &["retention.keepLast=seven"],
+            "retention.keepLast",
+        ),
+        (
+            "unknown provider",
+            BACKUP,
+            &["storage.provider=azure"],
+            "storage.provider",
+        ),
+        (
+            "unknown provider",
+            RESTORE,
+            &["storage.provider=s4"],
+            "storage.provider",
+        ),
+        (
+            "missing bucket (s3)",
+            BACKUP,
+            &["storage.bucket="],
+            "storage.bucket",
+        ),
+        (
+            "missing bucket (gcs)",
+            RESTORE,
+            &["storage.provider=gcs", "storage.bucket="],
+            "storage.bucket",
+        ),
+        (
+            "malformed schedule",
+            BACKUP,
+            &["schedule=every night"],
+            "schedule",
+        ),
+        (
+            "malformed schedule",
+            BACKUP,
+            &["schedule=0 2 * *"],
+            "schedule",
+        ),
+        (
+            "malformed schedule",
+            BACKUP,
+            &["schedule=0 2 * * * *"],
+            "schedule",
+        ),
         ("unknown restore mode", RESTORE, &["mode=overwrite"], "mode"),
-        ("missing backup name", RESTORE, &["backupName="], "backupName"),
-        ("latest is not a backup's name", BACKUP, &["schedule=", "backupName=latest"], "backupName"),
-        ("unknown top-level key", BACKUP, &["storag.bucket=typo"], "storag"),
-        ("unknown top-level key", RESTORE, &["schedule=0 2 * * *"], "schedule"),
-        ("unknown nested key", BACKUP, &["storage.bukcet=typo"], "bukcet"),
+        (
+            "missing backup name",
+            RESTORE,
+            &["backupName="],
+            "backupName",
+        ),
+        (
+            "latest is not a backup's name",
+            BACKUP,
+            &["schedule=", "backupName=latest"],
+            "backupName",
+        ),
+        (
+            "unknown top-level key",
+            BACKUP,
+            &["storag.bucket=typo"],
+            "storag",
+        ),
+        (
+            "unknown top-level key",
+            RESTORE,
+            &["schedule=0 2 * * *"],
+            "schedule",
+        ),
+        (
+            "unknown nested key",
+            BACKUP,
+            &["storage.bukcet=typo"],
+            "bukcet",
+        ),
     ];
     for (what, chart_name, sets, field) in cases {
-        let values = if *chart_name == BACKUP { &backup } else { &restore };
+        let values = if *chart_name == BACKUP {
+            &backup
+        } else {
+            &restore
+        };
         let out = install(chart_name, values, sets, false);
         let message = text(&out);
         assert!(!out.status.success(), "{what} {sets:?} was installed");
@@ -843,7 +1119,10 @@ async fn helm_install_refuses_what_the_schema_rejects() {
             message.contains("values don't meet the specifications of the schema"),
             "{what} {sets:?}: not a schema error:\n{message}"
         );
-        assert!(message.contains(field), "{what} {sets:?}: {field} not named:\n{message}");
+        assert!(
+            message.contains(field),
+            "{what} {sets:?}: {field} not named:\n{message}"
+        );
     }
     let releases = helm_ok(&["list", "--all", "--short", "--namespace", &ns]);
     assert_eq!(releases.trim(), "", "a refused install left a release");
@@ -871,7 +1150,10 @@ async fn the_agent_charts_certificate_is_served_and_verified_by_name() {
         path.display().to_string()
     };
     let token_secret = objects.iter().find(|o| o["type"] == "Opaque").unwrap();
-    let tls_secret = objects.iter().find(|o| o["type"] == "kubernetes.io/tls").unwrap();
+    let tls_secret = objects
+        .iter()
+        .find(|o| o["type"] == "kubernetes.io/tls")
+        .unwrap();
     let token = write("token", &token_secret["data"]["token"]);
     let ca = write("ca.crt", &tls_secret["data"]["ca.crt"]);
     let cert = write("tls.crt", &tls_secret["data"]["tls.crt"]);
@@ -917,6 +1199,9 @@ async fn the_agent_charts_certificate_is_served_and_verified_by_name() {
     assert_eq!(info.data_dirs, [data.display().to_string()]);
     let by_address = AgentClient::with_tls(&socket.to_string(), &token_text, &ca_pem).unwrap();
     let err = by_address.node_info().await.unwrap_err();
-    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
     agent.kill().await.unwrap();
 }

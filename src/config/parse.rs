@@ -330,7 +330,15 @@ mod tests {
             dns_name("Kassette-Agent.cassandra.svc.").unwrap(),
             "kassette-agent.cassandra.svc"
         );
-        for bad in ["", "a b", "-agent", "agent-", "a..b", "https://agent", "a:7300"] {
+        for bad in [
+            "",
+            "a b",
+            "-agent",
+            "agent-",
+            "a..b",
+            "https://agent",
+            "a:7300",
+        ] {
             assert!(dns_name(bad).is_err(), "{bad:?} accepted");
         }
     }

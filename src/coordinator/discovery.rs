@@ -178,10 +178,7 @@ mod tests {
         let node = static_node("127.0.0.2:7300").unwrap();
         assert_eq!(node.ip.to_string(), "127.0.0.2");
         assert_eq!(node.agent, "127.0.0.2:7300");
-        assert_eq!(
-            node.socket_addr(),
-            Some("127.0.0.2:7300".parse().unwrap())
-        );
+        assert_eq!(node.socket_addr(), Some("127.0.0.2:7300".parse().unwrap()));
     }
 
     #[test]
