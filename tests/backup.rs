@@ -788,3 +788,61 @@ async fn agents_behind_one_certificate_name_are_verified_by_that_name() {
         assert!(nothing_left, "a refused pass left a snapshot");
     }
 }
+
+/// K8ssandra's storage Secret mounted whole, as the charts and the
+/// documented sidecar mount it: `KASSETTE_STORAGE_CREDENTIALS_FILE` names
+/// the directory and kassette reads `medusa_s3_credentials` from it (a
+/// symlink into `..data`, as the kubelet lays keys out) to reach the real
+/// S3 server. A directory without a known key is refused (exit 2), naming
+/// the file names looked for.
+#[tokio::test]
+async fn a_k8ssandra_storage_secret_directory_is_read_as_it_is() {
+    let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");
+    let bucket = common::new_s3_bucket(&endpoint).await;
+    let secret = tempfile::tempdir().unwrap();
+    let data = secret.path().join("..2026_12_02_03_00_00.000000001");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(
+        setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
+        data.join("medusa_s3_credentials"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        data.join("medusa_s3_credentials"),
+        secret.path().join("medusa_s3_credentials"),
+    )
+    .unwrap();
+    let list = |credentials: &std::path::Path| {
+        let mut command = common::dc::kassette_command();
+        command
+            .args(["list", "--json"])
+            .env("KASSETTE_STORAGE_PROVIDER", "s3")
+            .env("KASSETTE_STORAGE_BUCKET", &bucket)
+            .env("KASSETTE_STORAGE_ENDPOINT", &endpoint)
+            .env("KASSETTE_STORAGE_ALLOW_HTTP", "true")
+            .env(
+                "KASSETTE_STORAGE_REGION",
+                setting("KASSETTE_TEST_S3_REGION"),
+            )
+            .env("KASSETTE_STORAGE_CREDENTIALS_FILE", credentials)
+            .env("KASSETTE_CLUSTER", "k8ssandra")
+            .env("KASSETTE_DATACENTER", "dc1");
+        command.output()
+    };
+    let out = list(secret.path()).await.unwrap();
+    assert_success(&out, "list with a K8ssandra Secret directory");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = list(empty.path()).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("KASSETTE_STORAGE_CREDENTIALS_FILE")
+            && text(&out).contains("none of credentials, medusa_s3_credentials"),
+        "{}",
+        text(&out)
+    );
+}
