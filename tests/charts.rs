@@ -1215,3 +1215,53 @@ async fn the_agent_charts_certificate_is_served_and_verified_by_name() {
     );
     agent.kill().await.unwrap();
 }
+
+/// The dotted names of `values.yaml`'s leaf values (a key with a value on
+/// its line), found by indentation: enough for these files, which keep
+/// one key per line.
+fn value_names(values_yaml: &str) -> Vec<String> {
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    let mut names = Vec::new();
+    for line in values_yaml.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
+            continue;
+        }
+        let Some((key, rest)) = trimmed.split_once(':') else {
+            continue;
+        };
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        let mut path: Vec<&str> = stack.iter().map(|(_, k)| k.as_str()).collect();
+        path.push(key);
+        if rest.trim().is_empty() {
+            stack.push((indent, key.to_string()));
+        } else {
+            names.push(path.join("."));
+        }
+    }
+    names
+}
+
+/// Each chart's README has a row for every value of its values.yaml.
+#[test]
+fn readme_tables_name_every_value() {
+    for name in [BACKUP, RESTORE, AGENT] {
+        let dir = repo().join("charts").join(name);
+        let values = std::fs::read_to_string(dir.join("values.yaml")).unwrap();
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let names = value_names(&values);
+        assert!(names.len() > 15, "{name}: {names:?}");
+        for value in names {
+            assert!(
+                readme.contains(&format!("| `{value}` |")),
+                "charts/{name}/README.md has no row for {value}"
+            );
+        }
+    }
+}
