@@ -33,7 +33,7 @@ fn layout() -> Layout {
 
 /// Waits until one agent's log has a line containing `marker`.
 async fn wait_for_agent_log(dc: &Datacenter, marker: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
         for agent in &dc.agents {
             if std::fs::read_to_string(&agent.log).is_ok_and(|l| l.contains(marker)) {
@@ -158,49 +158,79 @@ async fn killed_coordinators_uploads_end_and_say_so() {
     }
 }
 
-/// Defect 16: a re-run that starts while a killed coordinator's uploads
-/// still run takes them over at once (it neither waits for the heartbeat
-/// timeout nor runs beside them), and completes.
+/// Defect 16: a job of a new pass takes over a still-running job of
+/// another (dead) pass at once — it neither waits for the heartbeat
+/// timeout nor runs beside it — and the old job's state says so. Driven
+/// through the real agents' API, so no timing decides the outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_pass_takes_over_a_dead_ones_work() {
+    use kassette::agent::api::{JobState, SnapshotRequest, UploadRequest, Work};
+    use kassette::coordinator::client::JobSpec;
     let session = cql_cluster().await;
     let data = big_dataset(&session).await;
     let dc = Datacenter::start(StoreKind::S3, &[("KASSETTE_MAX_BANDWIDTH", "1MiB/s")]).await;
-    let name = backup_name("takeover-");
-    let ks = data.keyspaces().join(",");
-    let env = [
-        ("KASSETTE_BACKUP_NAME", name.as_str()),
-        ("KASSETTE_KEYSPACES", ks.as_str()),
-    ];
-    let mut first = dc
-        .coordinator(&["backup"], &env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let client = dc.client(&dc.agents[0].address);
+    let tag = common::unique("kassette-takeover-");
+    client
+        .snapshot(&SnapshotRequest {
+            tag: tag.clone(),
+            keyspaces: data.keyspaces().iter().map(|k| k.to_string()).collect(),
+        })
+        .await
         .unwrap();
-    dc.wait_for_progress("started uploading", |p| {
+    let upload = Work::Upload(UploadRequest {
+        tag: tag.clone(),
+        cluster: setting("KASSETTE_TEST_CASSANDRA_CLUSTER"),
+        datacenter: setting("KASSETTE_TEST_CASSANDRA_DC"),
+    });
+    // A dead pass's upload: started, then never polled again (an hour's
+    // heartbeat timeout, so only a take-over can end it here).
+    let dead = JobSpec::new_pass("backup", Duration::from_secs(3600));
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", dc.agents[0].address);
+    let started: serde_json::Value = http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(common::dc::TOKEN)
+        .json(&serde_json::json!({
+            "pass": dead.pass,
+            "heartbeat_timeout_ms": 3_600_000,
+            "work": upload,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dead_job = started["id"].as_str().unwrap().to_string();
+    dc.wait_for_progress("uploading", |p| {
         p.state == "uploading" && p.bytes_uploaded > 0
     })
     .await;
-    first.kill().await.unwrap();
-    // The lease (3 s) expires; the jobs' heartbeat (10 s) has not.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let started = Instant::now();
-    let rerun = dc.kassette(&["backup"], &env).await;
-    assert_success(&rerun, "re-run beside a dead pass's uploads");
-    let took_over: usize = (1..=3)
-        .map(|n| agent_log_count(&dc, n, "taking over"))
-        .sum();
-    assert!(
-        took_over > 0,
-        "no agent took the dead pass's job over (re-run took {:?})",
-        started.elapsed()
-    );
-    assert_success(
-        &dc.kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &name)])
-            .await,
-        "verify --deep",
-    );
+
+    // The next pass's job starts at once and runs to the end.
+    let next = JobSpec::new_pass("backup", Duration::from_secs(30));
+    let begun = Instant::now();
+    let report: kassette::agent::api::UploadReport =
+        client.run_job(&next, upload.clone()).await.unwrap();
+    assert!(report.files.len() > 1);
+    let old: kassette::agent::api::JobStatus = http
+        .get(format!("{base}/v1/jobs/{dead_job}"))
+        .bearer_auth(common::dc::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the dead pass's job is gone ({e}) after {:?}",
+                begun.elapsed()
+            )
+        });
+    assert_eq!(old.state, JobState::TakenOver, "{old:?}");
+    assert_eq!(agent_log_count(&dc, 1, "taking over"), 1);
+    client.clear_snapshot(&tag).await.unwrap();
 }
 
 /// Defect 16: a stopped `nodetool` takes its whole process group with it —
@@ -245,7 +275,10 @@ async fn a_dropped_nodetool_leaves_no_child_process() {
             .args(["-9", &pid.to_string()])
             .status();
     }
-    assert!(!survived, "nodetool's child {pid} outlived the cancelled call");
+    assert!(
+        !survived,
+        "nodetool's child {pid} outlived the cancelled call"
+    );
 }
 
 /// Defect 2 and the kill matrix: a restore whose coordinator is killed
@@ -262,7 +295,10 @@ async fn a_restore_killed_during_import_is_completed_by_the_rerun() {
     dc.backup(&name, &data.keyspaces()).await;
     for id in (0..300).step_by(3) {
         session
-            .query_unpaged(format!("DELETE FROM {}.users WHERE id = {id}", data.main), ())
+            .query_unpaged(
+                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
+                (),
+            )
             .await
             .unwrap();
     }
@@ -299,7 +335,11 @@ async fn a_restore_killed_during_import_is_completed_by_the_rerun() {
     );
     assert_eq!(data.items(&session).await, Dataset::expected_items(0, 300));
     for node in 1..=3 {
-        assert_eq!(staging_areas(&dc, node), Vec::<String>::new(), "node {node}");
+        assert_eq!(
+            staging_areas(&dc, node),
+            Vec::<String>::new(),
+            "node {node}"
+        );
     }
 }
 
@@ -316,7 +356,10 @@ async fn an_agent_killed_during_import_is_completed_by_the_rerun() {
     dc.backup(&name, &data.keyspaces()).await;
     for id in (0..300).step_by(3) {
         session
-            .query_unpaged(format!("DELETE FROM {}.users WHERE id = {id}", data.main), ())
+            .query_unpaged(
+                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
+                (),
+            )
             .await
             .unwrap();
     }
@@ -373,7 +416,10 @@ async fn a_restore_that_loses_its_lease_after_truncating_finishes() {
     dc.backup(&name, &data.keyspaces()).await;
     for id in (0..300).step_by(3) {
         session
-            .query_unpaged(format!("DELETE FROM {}.users WHERE id = {id}", data.main), ())
+            .query_unpaged(
+                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
+                (),
+            )
             .await
             .unwrap();
     }
@@ -605,6 +651,10 @@ async fn a_failed_restores_staging_is_removed_by_the_next_restore() {
         .await;
     assert_success(&out, "restore of another backup");
     for node in 1..=3 {
-        assert_eq!(staging_areas(&dc, node), Vec::<String>::new(), "node {node}");
+        assert_eq!(
+            staging_areas(&dc, node),
+            Vec::<String>::new(),
+            "node {node}"
+        );
     }
 }
