@@ -71,11 +71,12 @@ impl World {
             cluster: setting("KASSETTE_TEST_CASSANDRA_CLUSTER"),
             datacenter: setting("KASSETTE_TEST_CASSANDRA_DC"),
         };
-        world.storage_secret(&s3_credentials_ini(
-            &setting("KASSETTE_TEST_S3_ACCESS_KEY"),
-            &setting("KASSETTE_TEST_S3_SECRET_KEY"),
-        ))
-        .await;
+        world
+            .storage_secret(&s3_credentials_ini(
+                &setting("KASSETTE_TEST_S3_ACCESS_KEY"),
+                &setting("KASSETTE_TEST_S3_SECRET_KEY"),
+            ))
+            .await;
         world
     }
 
@@ -84,14 +85,8 @@ impl World {
     async fn with_datacenter() -> Self {
         let t0 = Instant::now();
         let mut world = Self::start().await;
-        world.helm_install(
-            "agent",
-            "charts/kassette-agent",
-            &[
-                ("cluster", world.cluster.clone()),
-                ("datacenter", world.datacenter.clone()),
-            ],
-        );
+        // The agents' token and TLS Secrets, as a user installs them.
+        world.helm_install("agent", "charts/kassette-agent", &[]);
         let management_port = free_port_on_every_node();
         let pods = Api::<Pod>::namespaced(world.client.clone(), &world.ns);
         for node in 1..=NODES {
@@ -300,8 +295,14 @@ impl World {
             .env("KASSETTE_STORAGE_PROVIDER", "s3")
             .env("KASSETTE_STORAGE_BUCKET", &self.bucket)
             .env("KASSETTE_STORAGE_PREFIX", &self.prefix)
-            .env("KASSETTE_STORAGE_ENDPOINT", setting("KASSETTE_TEST_S3_ENDPOINT"))
-            .env("KASSETTE_STORAGE_REGION", setting("KASSETTE_TEST_S3_REGION"))
+            .env(
+                "KASSETTE_STORAGE_ENDPOINT",
+                setting("KASSETTE_TEST_S3_ENDPOINT"),
+            )
+            .env(
+                "KASSETTE_STORAGE_REGION",
+                setting("KASSETTE_TEST_S3_REGION"),
+            )
             .env(
                 "KASSETTE_STORAGE_CREDENTIALS_FILE",
                 setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
@@ -322,6 +323,12 @@ impl World {
 
     async fn stop(self) {
         self.kubelet.stop().await;
+        for node in 1..=NODES {
+            let dir =
+                std::path::PathBuf::from(setting(&format!("KASSETTE_TEST_CASSANDRA_DIR_{node}")))
+                    .join(state_dir_name(&self.ns));
+            let _ = std::fs::remove_dir_all(dir);
+        }
         k8s::delete_namespace(&self.client, &self.ns).await;
     }
 }
@@ -358,6 +365,9 @@ fn is_ready(pod: &Pod) -> bool {
 ///   `http://127.0.0.N:<port>` instead of `http://localhost:8080`;
 /// - on the JBOD node, `KASSETTE_DATA_DIRS`: its two data directories
 ///   under `/var/lib/cassandra` (`data1`, `data2`) instead of `data`;
+/// - `KASSETTE_AGENT_STATE_DIR`: `/var/lib/cassandra/.kassette-<namespace>`
+///   instead of the default `/var/lib/cassandra/.kassette`, because the
+///   test datacenters of concurrent tests share each node's volume;
 /// - the agent's `runAsUser`/`runAsGroup`: the owner of the node's files
 ///   instead of cass-operator's 999 (`runAsNonRoot` dropped when that
 ///   owner is root, as it is here).
@@ -375,9 +385,9 @@ fn cassandra_pod(world: &World, node: usize, management_url: &str) -> Pod {
     let dc = &world.datacenter;
     let name = format!("{cluster}-{dc}-rack1-sts-{}", node - 1);
     let data_dirs = common::cassandra_data_dirs(node);
-    let owner = std::os::unix::fs::MetadataExt::uid(
-        &std::fs::metadata(data_dirs[0].parent().unwrap()).expect("node dir"),
-    );
+    let node_dir = setting(&format!("KASSETTE_TEST_CASSANDRA_DIR_{node}"));
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(node_dir).expect("node dir"));
     let spec = template["spec"].as_object_mut().expect("template spec");
     let containers = spec
         .entry("containers")
@@ -407,15 +417,25 @@ fn cassandra_pod(world: &World, node: usize, management_url: &str) -> Pod {
         // The user's settings, as the snippet asks.
         substitute("KASSETTE_STORAGE_BUCKET", world.bucket.clone());
         substitute("KASSETTE_STORAGE_PREFIX", world.prefix.clone());
-        substitute("KASSETTE_STORAGE_ENDPOINT", setting("KASSETTE_TEST_S3_ENDPOINT"));
+        substitute(
+            "KASSETTE_STORAGE_ENDPOINT",
+            setting("KASSETTE_TEST_S3_ENDPOINT"),
+        );
         substitute("KASSETTE_STORAGE_ALLOW_HTTP", "true".into());
-        substitute("KASSETTE_STORAGE_REGION", setting("KASSETTE_TEST_S3_REGION"));
+        substitute(
+            "KASSETTE_STORAGE_REGION",
+            setting("KASSETTE_TEST_S3_REGION"),
+        );
         // One machine.
         substitute(
             "KASSETTE_AGENT_LISTEN",
             format!("127.0.0.{node}:{}", world.agent_port),
         );
         substitute("KASSETTE_MANAGEMENT_API_URL", management_url.to_string());
+        substitute(
+            "KASSETTE_AGENT_STATE_DIR",
+            format!("/var/lib/cassandra/{}", state_dir_name(&world.ns)),
+        );
         if data_dirs.len() > 1 {
             let dirs: Vec<String> = data_dirs
                 .iter()
@@ -464,6 +484,11 @@ fn cassandra_pod(world: &World, node: usize, management_url: &str) -> Pod {
         "spec": template["spec"],
     });
     serde_json::from_value(pod).expect("a Pod")
+}
+
+/// This test's agent state directory on each node's volume.
+fn state_dir_name(ns: &str) -> String {
+    format!(".kassette-{ns}")
 }
 
 /// The substituted user of a securityContext (see [`cassandra_pod`]).
@@ -538,7 +563,10 @@ async fn helm_backup_job_completes_and_the_backup_verifies() {
     world.install(
         "nightly",
         "charts/kassette-backup",
-        &[("backupName", name.clone()), ("keyspaces", format!("{{{ks}}}"))],
+        &[
+            ("backupName", name.clone()),
+            ("keyspaces", format!("{{{ks}}}")),
+        ],
     );
     let job = world.only_job("nightly").await;
     world.kubectl_wait(&job, "complete", 180).await;
@@ -562,7 +590,10 @@ async fn helm_backup_job_completes_and_the_backup_verifies() {
     let events = world.events(&job).await;
     let seen = reasons(&events);
     for reason in ["Started", "Snapshot", "Upload", "Commit", "Completed"] {
-        assert!(seen.contains(&reason), "no {reason} Event on job/{job}: {events:#?}");
+        assert!(
+            seen.contains(&reason),
+            "no {reason} Event on job/{job}: {events:#?}"
+        );
     }
     assert!(
         !events.iter().any(|(t, _, _)| t == "Warning"),
@@ -631,7 +662,7 @@ async fn helm_scheduled_backup_runs_from_the_cronjob_controller() {
     // The scheduled run named its backup itself (no backupName with a
     // schedule) and the backup is complete.
     let listed = world.backups().await;
-    assert_eq!(listed.len(), 1, "one scheduled backup so far: {listed:?}");
+    assert!(!listed.is_empty(), "the scheduled run's backup is listed");
     let name = listed[0]["name"].as_str().unwrap().to_string();
     let status = world
         .kassette(&["status"], &[("KASSETTE_BACKUP_NAME", &name)])
@@ -664,7 +695,10 @@ async fn helm_restore_job_brings_every_row_back() {
     world.install(
         "before",
         "charts/kassette-backup",
-        &[("backupName", common::unique("k8s-restore-")), ("keyspaces", keyspaces.clone())],
+        &[
+            ("backupName", common::unique("k8s-restore-")),
+            ("keyspaces", keyspaces.clone()),
+        ],
     );
     let job = world.only_job("before").await;
     world.kubectl_wait(&job, "complete", 180).await;
@@ -672,7 +706,10 @@ async fn helm_restore_job_brings_every_row_back() {
     // Damage: rows deleted from one table, another table dropped.
     for id in 0..100 {
         session
-            .query_unpaged(format!("DELETE FROM {}.users WHERE id = {id}", data.main), ())
+            .query_unpaged(
+                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
+                (),
+            )
             .await
             .expect("delete a row");
     }
@@ -689,9 +726,15 @@ async fn helm_restore_job_brings_every_row_back() {
     let job = world.only_job("restore").await;
     world.kubectl_wait(&job, "complete", 240).await;
 
-    assert_eq!(data.users(&session).await, Dataset::expected_users(0, 200, 64));
+    assert_eq!(
+        data.users(&session).await,
+        Dataset::expected_users(0, 200, 64)
+    );
     assert_eq!(data.items(&session).await, Dataset::expected_items(0, 200));
-    assert_eq!(data.events(&session).await, Dataset::expected_events(0, 200));
+    assert_eq!(
+        data.events(&session).await,
+        Dataset::expected_events(0, 200)
+    );
     let events = world.events(&job).await;
     assert!(
         reasons(&events).contains(&"Completed"),
@@ -733,7 +776,11 @@ async fn helm_backup_with_wrong_credentials_fails_after_backoff_limit() {
         .get(&job)
         .await
         .expect("the Job");
-    let failed = job_object.status.as_ref().and_then(|s| s.failed).unwrap_or(0);
+    let failed = job_object
+        .status
+        .as_ref()
+        .and_then(|s| s.failed)
+        .unwrap_or(0);
     assert_eq!(failed, 2, "backoffLimit 1: two pods ran and failed");
     let pods = Api::<Pod>::namespaced(world.client.clone(), &world.ns)
         .list(&ListParams::default().labels(&format!("job-name={job}")))
@@ -758,7 +805,9 @@ async fn helm_backup_with_wrong_credentials_fails_after_backoff_limit() {
         .unwrap_or_else(|| panic!("no Failed Warning on job/{job}: {events:#?}"));
     let message = warning.2.to_lowercase();
     assert!(
-        message.contains("denied") || message.contains("credential") || message.contains("access key"),
+        message.contains("denied")
+            || message.contains("credential")
+            || message.contains("access key"),
         "the Event says why: {}",
         warning.2
     );
@@ -797,7 +846,10 @@ async fn helm_backup_without_a_role_verb_fails_naming_it() {
         .iter_mut()
         .find(|r| r.resources.iter().flatten().any(|r| r == "pods"))
         .expect("a pods rule");
-    assert!(pods_rule.verbs.contains(&"list".to_string()), "{pods_rule:?}");
+    assert!(
+        pods_rule.verbs.contains(&"list".to_string()),
+        "{pods_rule:?}"
+    );
     pods_rule.verbs.retain(|v| v != "list");
     roles
         .patch(
@@ -887,7 +939,8 @@ async fn helm_backup_with_workload_identity_takes_credentials_from_the_environme
     let pod_spec = job_object.spec.unwrap().template.spec.unwrap();
     let env = pod_spec.containers[0].env.clone().unwrap_or_default();
     assert!(
-        !env.iter().any(|e| e.name == "KASSETTE_STORAGE_CREDENTIALS_FILE"),
+        !env.iter()
+            .any(|e| e.name == "KASSETTE_STORAGE_CREDENTIALS_FILE"),
         "no credentials file without a Secret"
     );
     let account = pod_spec.service_account_name.expect("a ServiceAccount");
@@ -910,4 +963,101 @@ async fn helm_backup_with_workload_identity_takes_credentials_from_the_environme
     common::dc::assert_success(&status, "status of the backup");
     world.stop().await;
     eprintln!("workload-identity e2e took {:?}", t0.elapsed());
+}
+
+/// The process kubelet itself: a Pod's container runs from the image with
+/// its args, env (a Secret key, the downward API) and volumes, and its
+/// exit code becomes the Pod's phase and container status, which the Job
+/// controller reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_kubelet_runs_pods_from_the_image_and_reports_exit_codes() {
+    let world = World::start().await;
+    let pods = Api::<Pod>::namespaced(world.client.clone(), &world.ns);
+    let pod = |name: &str, args: &[&str]| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "securityContext": {"runAsNonRoot": true},
+                "containers": [{
+                    "name": "kassette",
+                    "image": Image::built().reference,
+                    "args": args,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "env": [
+                        {"name": "KASSETTE_LOG", "value": "info"},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "KASSETTE_STORAGE_PROVIDER", "value": "s3"},
+                        {"name": "KASSETTE_STORAGE_BUCKET", "value": "$(POD)-bucket"},
+                    ],
+                    "securityContext": {"readOnlyRootFilesystem": true},
+                }],
+            },
+        }))
+        .unwrap()
+    };
+    pods.create(&PostParams::default(), &pod("version", &["--version"]))
+        .await
+        .expect("create pod");
+    // `backup` without a cluster name: a configuration error, exit 2.
+    pods.create(&PostParams::default(), &pod("misconfigured", &["backup"]))
+        .await
+        .expect("create pod");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let terminal = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .filter(|phase| phase == "Succeeded" || phase == "Failed")
+    };
+    let (version, misconfigured) = loop {
+        let a = pods.get("version").await.unwrap();
+        let b = pods.get("misconfigured").await.unwrap();
+        if terminal(&a).is_some() && terminal(&b).is_some() {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods did not finish: {:?} {:?}\n{}",
+            a.status,
+            b.status,
+            world.kubelet.logs_matching("")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let terminated = |p: &Pod| {
+        p.status.clone().unwrap().container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap()
+    };
+    assert_eq!(
+        terminal(&version).as_deref(),
+        Some("Succeeded"),
+        "{}",
+        world.kubelet.logs("version")
+    );
+    assert_eq!(terminated(&version).exit_code, 0);
+    assert_eq!(
+        version.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(world.kubelet.node_name()),
+        "bound to the process kubelet's Node"
+    );
+    assert!(
+        world
+            .kubelet
+            .logs("version")
+            .contains(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(terminal(&misconfigured).as_deref(), Some("Failed"));
+    let failed = terminated(&misconfigured);
+    assert_eq!(failed.exit_code, 2, "{failed:?}");
+    let message = failed.message.unwrap_or_default();
+    assert!(
+        message.contains("KASSETTE_CLUSTER"),
+        "termination message: {message}"
+    );
+    world.stop().await;
 }

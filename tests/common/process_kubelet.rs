@@ -55,10 +55,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    Binding, ConfigMap, Container, ContainerState, ContainerStateRunning,
-    ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, KeyToPath, Node,
-    NodeAddress, NodeCondition, NodeStatus, ObjectReference, Pod, PodCondition, PodStatus, Secret,
-    ServiceAccount, Volume,
+    Binding, ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, KeyToPath, Node, NodeAddress, NodeCondition,
+    NodeStatus, ObjectReference, Pod, PodCondition, PodStatus, Secret, ServiceAccount, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -290,8 +289,7 @@ impl FakeProcessKubelet {
     /// deletes the Node.
     pub async fn stop(self) {
         self.watch.abort();
-        let handles: Vec<(String, PodHandle)> =
-            self.ctx.pods.lock().unwrap().drain().collect();
+        let handles: Vec<(String, PodHandle)> = self.ctx.pods.lock().unwrap().drain().collect();
         for (_, handle) in handles {
             handle.cancel.cancel();
             let _ = handle.task.await;
@@ -303,7 +301,9 @@ impl FakeProcessKubelet {
                     == Some(&self.ctx.node_name)
                 {
                     let name = pod.metadata.name.unwrap_or_default();
-                    let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                    let _ = pods
+                        .delete(&name, &DeleteParams::default().grace_period(0))
+                        .await;
                 }
             }
         }
@@ -509,7 +509,10 @@ async fn run_pod(ctx: Arc<Ctx>, pod: Pod, cancel: CancellationToken) {
     let cassandra_node = ctx.cassandra.lock().unwrap().get(&name).copied();
     let pod_ip = cassandra_node.map_or_else(|| "127.0.0.1".to_string(), |n| format!("127.0.0.{n}"));
     let started = Time(jiff::Timestamp::now());
-    let pod_dir = ctx.dir.join("pods").join(format!("{name}_{}", uid_of(&pod)));
+    let pod_dir = ctx
+        .dir
+        .join("pods")
+        .join(format!("{name}_{}", uid_of(&pod)));
     // Like a kubelet, a Pod whose Secret or ConfigMap is missing waits.
     let plans = loop {
         match prepare(&ctx, &pod, &pod_dir, &pod_ip, cassandra_node).await {
@@ -526,7 +529,10 @@ async fn run_pod(ctx: Arc<Ctx>, pod: Pod, cancel: CancellationToken) {
         }
     };
     let spec = pod.spec.clone().unwrap_or_default();
-    let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
     let runs: Arc<Mutex<BTreeMap<String, Run>>> = Arc::new(Mutex::new(BTreeMap::new()));
     if let Some(node) = cassandra_node {
         let ready = tokio::net::TcpStream::connect(format!("127.0.0.{node}:9042"))
@@ -636,9 +642,9 @@ async fn run_container(
         let Some(status) = status else {
             return;
         };
-        let code = status
-            .code()
-            .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+        let code = status.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
         set(ContainerState {
             terminated: Some(ContainerStateTerminated {
                 exit_code: code,
@@ -704,19 +710,29 @@ fn termination_message(plan: &Plan, log: &Path, code: i32) -> Option<String> {
 }
 
 /// Phase and container statuses from what the containers did.
-fn pod_phase(pod: &Pod, runs: &BTreeMap<String, Run>, policy: &str) -> (String, Vec<ContainerStatus>) {
-    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+fn pod_phase(
+    pod: &Pod,
+    runs: &BTreeMap<String, Run>,
+    policy: &str,
+) -> (String, Vec<ContainerStatus>) {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     let mut statuses = Vec::new();
     let (mut all_ended, mut any_failed) = (true, false);
     for c in &containers {
         let run = runs.get(&c.name);
-        let state = run.map(|r| r.state.clone()).unwrap_or_else(|| ContainerState {
-            waiting: Some(ContainerStateWaiting {
-                reason: Some("ContainerCreating".into()),
+        let state = run
+            .map(|r| r.state.clone())
+            .unwrap_or_else(|| ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("ContainerCreating".into()),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        });
+            });
         let running = state.running.is_some();
         match &state.terminated {
             Some(t) => any_failed |= t.exit_code != 0,
@@ -826,10 +842,7 @@ async fn prepare(
         let path = if volume.name == "server-data"
             && let Some(node) = cassandra_node
         {
-            super::cassandra_data_dirs(node)[0]
-                .parent()
-                .ok_or_else(|| anyhow!("node {node}'s data directory has no parent"))?
-                .to_path_buf()
+            PathBuf::from(setting(&format!("KASSETTE_TEST_CASSANDRA_DIR_{node}")))
         } else {
             let path = pod_dir.join("volumes").join(&volume.name);
             materialize(ctx, pod, pod_ip, volume, &path)
@@ -854,7 +867,13 @@ async fn prepare(
 }
 
 /// Writes volume `volume` of `pod` under `path`.
-async fn materialize(ctx: &Ctx, pod: &Pod, pod_ip: &str, volume: &Volume, path: &Path) -> Result<()> {
+async fn materialize(
+    ctx: &Ctx,
+    pod: &Pod,
+    pod_ip: &str,
+    volume: &Volume,
+    path: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(path)?;
     if volume.empty_dir.is_some() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777))?;
@@ -869,7 +888,9 @@ async fn materialize(ctx: &Ctx, pod: &Pod, pod_ip: &str, volume: &Volume, path: 
         return Ok(());
     }
     if let Some(source) = &volume.config_map {
-        if let Some(data) = config_map_data(ctx, &source.name, source.optional.unwrap_or(false)).await? {
+        if let Some(data) =
+            config_map_data(ctx, &source.name, source.optional.unwrap_or(false)).await?
+        {
             write_items(path, &data, source.items.as_deref(), source.default_mode)?;
         }
         return Ok(());
@@ -880,7 +901,11 @@ async fn materialize(ctx: &Ctx, pod: &Pod, pod_ip: &str, volume: &Volume, path: 
                 bail!("downwardAPI {}: only fieldRef is supported", item.path);
             };
             let value = field_value(pod, &field.field_path, pod_ip)?;
-            write_file(&path.join(&item.path), value.as_bytes(), item.mode.or(source.default_mode))?;
+            write_file(
+                &path.join(&item.path),
+                value.as_bytes(),
+                item.mode.or(source.default_mode),
+            )?;
         }
         return Ok(());
     }
@@ -894,7 +919,11 @@ async fn materialize(ctx: &Ctx, pod: &Pod, pod_ip: &str, volume: &Volume, path: 
                     token.expiration_seconds.unwrap_or(3600),
                 )
                 .await?;
-                write_file(&path.join(&token.path), jwt.as_bytes(), projected.default_mode)?;
+                write_file(
+                    &path.join(&token.path),
+                    jwt.as_bytes(),
+                    projected.default_mode,
+                )?;
             }
             if let Some(cm) = &source.config_map
                 && let Some(data) =
@@ -914,7 +943,11 @@ async fn materialize(ctx: &Ctx, pod: &Pod, pod_ip: &str, volume: &Volume, path: 
                         bail!("downwardAPI {}: only fieldRef is supported", item.path);
                     };
                     let value = field_value(pod, &field.field_path, pod_ip)?;
-                    write_file(&path.join(&item.path), value.as_bytes(), item.mode.or(projected.default_mode))?;
+                    write_file(
+                        &path.join(&item.path),
+                        value.as_bytes(),
+                        item.mode.or(projected.default_mode),
+                    )?;
                 }
             }
         }
@@ -925,15 +958,20 @@ async fn materialize(ctx: &Ctx, pod: &Pod, pod_ip: &str, volume: &Volume, path: 
 
 /// A token for the Pod's ServiceAccount from the TokenRequest API, bound to
 /// the Pod (as the kubelet's projected token volume does).
-async fn request_token(ctx: &Ctx, pod: &Pod, audience: Option<String>, seconds: i64) -> Result<String> {
+async fn request_token(
+    ctx: &Ctx,
+    pod: &Pod,
+    audience: Option<String>,
+    seconds: i64,
+) -> Result<String> {
     let account = pod
         .spec
         .as_ref()
         .and_then(|s| s.service_account_name.clone())
         .unwrap_or_else(|| "default".into());
     let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: audience.into_iter().collect(),
+        spec: Some(TokenRequestSpec {
+            audiences: audience.map(|a| vec![a]),
             expiration_seconds: Some(seconds),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".into()),
@@ -941,20 +979,25 @@ async fn request_token(ctx: &Ctx, pod: &Pod, audience: Option<String>, seconds: 
                 name: pod.metadata.name.clone(),
                 uid: pod.metadata.uid.clone(),
             }),
-        },
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let response = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &ctx.namespace)
         .create_token_request(&account, &PostParams::default(), &request)
         .await
         .with_context(|| format!("TokenRequest for ServiceAccount {account}"))?;
-    Ok(response
+    response
         .status
-        .map(|s| s.token)
-        .ok_or_else(|| anyhow!("TokenRequest returned no token"))?)
+        .and_then(|s| s.token)
+        .ok_or_else(|| anyhow!("TokenRequest returned no token"))
 }
 
-async fn secret_data(ctx: &Ctx, name: &str, optional: bool) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
+async fn secret_data(
+    ctx: &Ctx,
+    name: &str,
+    optional: bool,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
     let api = Api::<Secret>::namespaced(ctx.client.clone(), &ctx.namespace);
     match api.get_opt(name).await? {
         Some(secret) => {
@@ -974,7 +1017,11 @@ async fn secret_data(ctx: &Ctx, name: &str, optional: bool) -> Result<Option<BTr
     }
 }
 
-async fn config_map_data(ctx: &Ctx, name: &str, optional: bool) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
+async fn config_map_data(
+    ctx: &Ctx,
+    name: &str,
+    optional: bool,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>> {
     let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.namespace);
     match api.get_opt(name).await? {
         Some(cm) => {
@@ -1035,7 +1082,11 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str) -> Result<String> {
     let spec = pod.spec.clone().unwrap_or_default();
     let keyed = |prefix: &str, map: &Option<BTreeMap<String, String>>| -> Option<String> {
         let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref().and_then(|m| m.get(key).cloned()).unwrap_or_default())
+        Some(
+            map.as_ref()
+                .and_then(|m| m.get(key).cloned())
+                .unwrap_or_default(),
+        )
     };
     if let Some(v) = keyed("metadata.labels['", &meta.labels) {
         return Ok(v);
@@ -1091,7 +1142,12 @@ fn set_env(env: &mut Vec<(String, String)>, name: &str, value: String) {
 
 /// The container's environment, in the kubelet's order: the image's, the
 /// service variables, `envFrom`, then `env` (later wins).
-async fn container_env(ctx: &Ctx, pod: &Pod, c: &Container, pod_ip: &str) -> Result<Vec<(String, String)>> {
+async fn container_env(
+    ctx: &Ctx,
+    pod: &Pod,
+    c: &Container,
+    pod_ip: &str,
+) -> Result<Vec<(String, String)>> {
     let mut env = ctx.image.env.clone();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     set_env(&mut env, "HOSTNAME", pod_name);
@@ -1099,7 +1155,11 @@ async fn container_env(ctx: &Ctx, pod: &Pod, c: &Container, pod_ip: &str) -> Res
     // they name the apiserver's own loopback address.
     set_env(&mut env, "KUBERNETES_SERVICE_HOST", ctx.apiserver.0.clone());
     set_env(&mut env, "KUBERNETES_SERVICE_PORT", ctx.apiserver.1.clone());
-    set_env(&mut env, "KUBERNETES_SERVICE_PORT_HTTPS", ctx.apiserver.1.clone());
+    set_env(
+        &mut env,
+        "KUBERNETES_SERVICE_PORT_HTTPS",
+        ctx.apiserver.1.clone(),
+    );
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let data = if let Some(s) = &from.secret_ref {
@@ -1110,7 +1170,11 @@ async fn container_env(ctx: &Ctx, pod: &Pod, c: &Container, pod_ip: &str) -> Res
             None
         };
         for (k, v) in data.unwrap_or_default() {
-            set_env(&mut env, &format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
+            set_env(
+                &mut env,
+                &format!("{prefix}{k}"),
+                String::from_utf8_lossy(&v).into_owned(),
+            );
         }
     }
     for var in c.env.iter().flatten() {
@@ -1134,7 +1198,10 @@ async fn container_env(ctx: &Ctx, pod: &Pod, c: &Container, pod_ip: &str) -> Res
             } else if let Some(field) = &from.field_ref {
                 field_value(pod, &field.field_path, pod_ip)?
             } else {
-                bail!("env {}: valueFrom not supported by the process kubelet", var.name);
+                bail!(
+                    "env {}: valueFrom not supported by the process kubelet",
+                    var.name
+                );
             }
         } else {
             String::new()
@@ -1161,21 +1228,40 @@ async fn plan(
         (None, Some(args)) => (ctx.image.entrypoint.clone(), args.clone()),
         (None, None) => (ctx.image.entrypoint.clone(), ctx.image.cmd.clone()),
     };
-    let mut argv: Vec<String> = entry.iter().chain(cmd.iter()).map(|a| expand(a, &env)).collect();
+    let mut argv: Vec<String> = entry
+        .iter()
+        .chain(cmd.iter())
+        .map(|a| expand(a, &env))
+        .collect();
     if argv.is_empty() {
         bail!("no command: neither the container nor the image sets one");
     }
     let program = resolve_program(&ctx.image.rootfs, &argv.remove(0), &env)?;
 
-    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
     let sc = c.security_context.clone().unwrap_or_default();
     let (image_uid, image_gid) = parse_user(ctx.image.user.as_deref())?;
-    let uid = sc.run_as_user.or(pod_sc.run_as_user).map_or(image_uid, |u| u as u32);
-    let gid = sc.run_as_group.or(pod_sc.run_as_group).map_or(image_gid, |g| g as u32);
+    let uid = sc
+        .run_as_user
+        .or(pod_sc.run_as_user)
+        .map_or(image_uid, |u| u as u32);
+    let gid = sc
+        .run_as_group
+        .or(pod_sc.run_as_group)
+        .map_or(image_gid, |g| g as u32);
     if sc.run_as_non_root.or(pod_sc.run_as_non_root) == Some(true) && uid == 0 {
         bail!("container has runAsNonRoot and image will run as root");
     }
-    let mut groups: Vec<u32> = pod_sc.supplemental_groups.iter().flatten().map(|g| *g as u32).collect();
+    let mut groups: Vec<u32> = pod_sc
+        .supplemental_groups
+        .iter()
+        .flatten()
+        .map(|g| *g as u32)
+        .collect();
     if let Some(fs_group) = pod_sc.fs_group {
         groups.push(fs_group as u32);
     }
@@ -1188,23 +1274,45 @@ async fn plan(
     let hosts = container_dir.join("hosts");
     std::fs::write(
         &hosts,
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{pod_ip}\t{}\n", pod.metadata.name.clone().unwrap_or_default()),
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n{pod_ip}\t{}\n",
+            pod.metadata.name.clone().unwrap_or_default()
+        ),
     )?;
     let mut binds = vec![
-        Bind { source: hosts, target: "/etc/hosts".into(), read_only: true },
+        Bind {
+            source: hosts,
+            target: "/etc/hosts".into(),
+            read_only: true,
+        },
         Bind {
             source: termination_log.clone(),
-            target: c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()),
+            target: c
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
             read_only: false,
         },
     ];
     for dev in ["null", "zero", "random", "urandom"] {
-        binds.push(Bind { source: format!("/dev/{dev}").into(), target: format!("/dev/{dev}"), read_only: false });
+        binds.push(Bind {
+            source: format!("/dev/{dev}").into(),
+            target: format!("/dev/{dev}"),
+            read_only: false,
+        });
     }
     // The host's /proc (there is no PID namespace to give a fresh one).
-    binds.push(Bind { source: "/proc".into(), target: "/proc".into(), read_only: false });
+    binds.push(Bind {
+        source: "/proc".into(),
+        target: "/proc".into(),
+        read_only: false,
+    });
     if Path::new("/etc/resolv.conf").exists() {
-        binds.push(Bind { source: "/etc/resolv.conf".into(), target: "/etc/resolv.conf".into(), read_only: true });
+        binds.push(Bind {
+            source: "/etc/resolv.conf".into(),
+            target: "/etc/resolv.conf".into(),
+            read_only: true,
+        });
     }
     for mount in c.volume_mounts.iter().flatten() {
         let mut source = volumes
@@ -1246,8 +1354,10 @@ fn parse_user(user: Option<&str>) -> Result<(u32, u32)> {
     let Some(user) = user else { return Ok((0, 0)) };
     let (u, g) = user.split_once(':').unwrap_or((user, "0"));
     Ok((
-        u.parse().with_context(|| format!("image user {user} is not numeric"))?,
-        g.parse().with_context(|| format!("image group {user} is not numeric"))?,
+        u.parse()
+            .with_context(|| format!("image user {user} is not numeric"))?,
+        g.parse()
+            .with_context(|| format!("image group {user} is not numeric"))?,
     ))
 }
 
@@ -1257,11 +1367,10 @@ fn resolve_program(rootfs: &Path, program: &str, env: &[(String, String)]) -> Re
     if program.contains('/') {
         return Ok(program.to_string());
     }
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", |(_, v)| v.as_str());
+    let path = env.iter().rev().find(|(k, _)| k == "PATH").map_or(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        |(_, v)| v.as_str(),
+    );
     for dir in path.split(':') {
         let candidate = format!("{}/{program}", dir.trim_end_matches('/'));
         if rootfs.join(candidate.trim_start_matches('/')).is_file() {
@@ -1365,13 +1474,29 @@ fn spawn(plan: &Plan, log: &Path) -> Result<tokio::process::Child> {
     unsafe {
         command.pre_exec(move || {
             let check = |rc: libc::c_int| {
-                if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
             };
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong))?;
+            check(libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+            ))?;
             check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
-            check(libc::sethostname(hostname.as_ptr(), hostname.as_bytes().len()))?;
+            check(libc::sethostname(
+                hostname.as_ptr(),
+                hostname.as_bytes().len(),
+            ))?;
             let none = std::ptr::null();
-            check(libc::mount(none, slash.as_ptr(), none, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+            check(libc::mount(
+                none,
+                slash.as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
             check(libc::mount(
                 overlay.as_ptr(),
                 root_c.as_ptr(),
@@ -1380,7 +1505,13 @@ fn spawn(plan: &Plan, log: &Path) -> Result<tokio::process::Child> {
                 overlay_opts.as_ptr().cast(),
             ))?;
             for (source, target, read_only) in &binds {
-                check(libc::mount(source.as_ptr(), target.as_ptr(), none, libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                check(libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
                 if *read_only {
                     check(libc::mount(
                         none,
