@@ -253,21 +253,29 @@ impl World {
         .await;
         assert!(
             out.status.success(),
-            "kubectl wait --for=condition={condition} job/{job}: {}\n{}\n--- pods:\n{}\n--- events:\n{:#?}",
+            "kubectl wait --for=condition={condition} job/{job}: {}\n{}\n--- pods:\n{}\n--- events:\n{}",
             String::from_utf8_lossy(&out.stderr),
             kubectl_text(&["get", "pods,jobs", "-o", "wide", "--namespace", &self.ns]).await,
             self.kubelet.logs_matching(job),
-            self.events(job).await
+            kubectl_text(&["get", "events", "--namespace", &self.ns]).await
         );
     }
 
-    /// Events about object `name`, as (type, reason, message), oldest first.
+    /// kassette's own Events about object `name` (source component
+    /// `kassette`, not the Job controller's), as (type, reason, message),
+    /// oldest first.
     async fn events(&self, name: &str) -> Vec<(String, String, String)> {
         let mut events: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), &self.ns)
             .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
             .await
             .expect("list events")
-            .items;
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.source.as_ref().and_then(|s| s.component.as_deref()) == Some("kassette")
+                    || e.reporting_component.as_deref() == Some("kassette")
+            })
+            .collect();
         events.sort_by_key(|e| {
             e.event_time
                 .as_ref()
