@@ -211,7 +211,13 @@ impl World {
             setting("KUBECONFIG"),
             "--wait=false".into(),
         ];
-        for (k, v) in self.common_values() {
+        // helm applies --set-string after --set: a value `extra` overrides
+        // must not be given twice.
+        for (k, v) in self
+            .common_values()
+            .into_iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+        {
             let typed = matches!(k, "agent.port" | "storage.allowHttp");
             args.push(if typed { "--set" } else { "--set-string" }.into());
             args.push(format!("{k}={v}"));
