@@ -335,15 +335,26 @@ impl World {
         serde_json::from_slice(&out.stdout).expect("list --json is JSON")
     }
 
+    /// Kills and reaps the pods' processes; the rest is cleaned on drop.
     async fn stop(self) {
         self.kubelet.stop().await;
+    }
+}
+
+impl Drop for World {
+    /// The namespace and the agents' state directories go, also when a
+    /// test fails (the process kubelet removes its Node and Pods).
+    fn drop(&mut self) {
         for node in 1..=NODES {
             let dir =
                 std::path::PathBuf::from(setting(&format!("KASSETTE_TEST_CASSANDRA_DIR_{node}")))
                     .join(state_dir_name(&self.ns));
             let _ = std::fs::remove_dir_all(dir);
         }
-        k8s::delete_namespace(&self.client, &self.ns).await;
+        let ns = self.ns.clone();
+        common::process_kubelet::in_own_runtime(move |client| async move {
+            k8s::delete_namespace(&client, &ns).await;
+        });
     }
 }
 

@@ -284,44 +284,82 @@ impl FakeProcessKubelet {
         names.iter().map(|n| self.logs(n)).collect()
     }
 
-    /// Kills and reaps every process, force-deletes the Pods bound here
-    /// (nothing would confirm their deletion once this kubelet is gone) and
-    /// deletes the Node.
-    pub async fn stop(self) {
+    /// Kills and reaps every process, then (as on drop) force-deletes the
+    /// Pods bound here (nothing would confirm their deletion once this
+    /// kubelet is gone) and deletes the Node.
+    pub async fn stop(&self) {
         self.watch.abort();
         let handles: Vec<(String, PodHandle)> = self.ctx.pods.lock().unwrap().drain().collect();
         for (_, handle) in handles {
             handle.cancel.cancel();
             let _ = handle.task.await;
         }
-        let pods = Api::<Pod>::namespaced(self.ctx.client.clone(), &self.ctx.namespace);
-        if let Ok(list) = pods.list(&Default::default()).await {
-            for pod in list.items {
-                if pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
-                    == Some(&self.ctx.node_name)
-                {
-                    let name = pod.metadata.name.unwrap_or_default();
-                    let _ = pods
-                        .delete(&name, &DeleteParams::default().grace_period(0))
-                        .await;
-                }
-            }
-        }
-        let _ = Api::<Node>::all(self.ctx.client.clone())
-            .delete(&self.ctx.node_name, &DeleteParams::default())
-            .await;
     }
 }
 
 impl Drop for FakeProcessKubelet {
+    /// Also on a failed test's unwinding: the processes are killed (the
+    /// tasks kill on cancel, or on drop with the runtime, and PDEATHSIG
+    /// covers a dying test process); the API objects are removed from a
+    /// thread of its own, since the test's runtime may be going away.
     fn drop(&mut self) {
-        // Without stop(): the tasks die with the runtime and their children
-        // with them (kill_on_drop); cancelling first lets them kill now.
         self.watch.abort();
         for handle in self.ctx.pods.lock().unwrap().values() {
             handle.cancel.cancel();
         }
+        let (namespace, node) = (self.ctx.namespace.clone(), self.ctx.node_name.clone());
+        in_own_runtime(move |client| async move {
+            let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+            if let Ok(list) = pods.list(&Default::default()).await {
+                for pod in list.items {
+                    if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node) {
+                        let name = pod.metadata.name.clone().unwrap_or_default();
+                        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                        if !matches!(phase, Some("Succeeded" | "Failed")) {
+                            // Its processes are gone: terminal, as a node
+                            // shutdown leaves it, so its Job lets go of it.
+                            let failed = serde_json::json!({"status": {
+                                "phase": "Failed",
+                                "reason": "Terminated",
+                                "message": "the process kubelet stopped",
+                            }});
+                            let _ = pods
+                                .patch_status(&name, &PatchParams::default(), &Patch::Merge(failed))
+                                .await;
+                        }
+                        let _ = pods
+                            .delete(&name, &DeleteParams::default().grace_period(0))
+                            .await;
+                    }
+                }
+            }
+            let _ = Api::<Node>::all(client)
+                .delete(&node, &DeleteParams::default())
+                .await;
+        });
     }
+}
+
+/// Runs `work` to its end on a thread and runtime of its own, with a client
+/// of its own (usable from `Drop`, even while a test's runtime unwinds).
+pub fn in_own_runtime<F, Fut>(work: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let thread = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            let client = super::k8s::client().await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), work(client)).await;
+        });
+    });
+    let _ = thread.join();
 }
 
 async fn register_node(ctx: &Ctx) -> Result<()> {
@@ -577,6 +615,13 @@ async fn run_pod(ctx: Arc<Ctx>, pod: Pod, cancel: CancellationToken) {
     for task in tasks {
         let _ = task.await;
     }
+    // Deleted: like a kubelet, leave the Pod in a terminal phase, so the
+    // Job controller accounts for it and releases its finalizer.
+    if cancel.is_cancelled() {
+        let snapshot = runs.lock().unwrap().clone();
+        let (phase, statuses) = pod_phase(&pod, &snapshot, "Deleted");
+        let _ = write_status(&pods, &name, &phase, &pod_ip, &started, statuses).await;
+    }
 }
 
 fn running_state(since: &Time) -> ContainerState {
@@ -632,12 +677,9 @@ async fn run_container(
             }
         };
         set(running_state(&started));
-        let status = tokio::select! {
-            status = child.wait() => status.ok(),
-            _ = cancel.cancelled() => {
-                terminate(&mut child).await;
-                None
-            }
+        let (status, killed) = tokio::select! {
+            status = child.wait() => (status.ok(), false),
+            _ = cancel.cancelled() => (terminate(&mut child).await, true),
         };
         let Some(status) = status else {
             return;
@@ -656,6 +698,9 @@ async fn run_container(
             }),
             ..Default::default()
         });
+        if killed {
+            return;
+        }
         let again = match policy {
             "Always" => true,
             "OnFailure" => code != 0,
@@ -675,16 +720,17 @@ async fn run_container(
 }
 
 /// SIGTERM, then SIGKILL after a short grace period; always reaped.
-async fn terminate(child: &mut tokio::process::Child) {
+async fn terminate(child: &mut tokio::process::Child) -> Option<std::process::ExitStatus> {
     if let Some(pid) = child.id() {
         // SAFETY: kill(2) on our own child's pid, not yet reaped.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     }
-    if tokio::time::timeout(Duration::from_secs(3), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
+    match tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await.ok()
+        }
     }
 }
 
@@ -709,7 +755,8 @@ fn termination_message(plan: &Plan, log: &Path, code: i32) -> Option<String> {
     None
 }
 
-/// Phase and container statuses from what the containers did.
+/// Phase and container statuses from what the containers did; `policy` is
+/// the restartPolicy, or `Deleted` once the Pod's deletion stopped them.
 fn pod_phase(
     pod: &Pod,
     runs: &BTreeMap<String, Run>,
@@ -749,7 +796,9 @@ fn pod_phase(
             ..Default::default()
         });
     }
-    let phase = if all_ended && !containers.is_empty() && policy != "Always" {
+    let phase = if policy == "Deleted" {
+        if any_failed { "Failed" } else { "Succeeded" }
+    } else if all_ended && !containers.is_empty() && policy != "Always" {
         // Under OnFailure a failed container is restarted, so only a
         // success ends it; under Never any exit does.
         if any_failed { "Failed" } else { "Succeeded" }
