@@ -727,6 +727,7 @@ async fn helm_restore_job_brings_every_row_back() {
     );
     let job = world.only_job("before").await;
     world.kubectl_wait(&job, "complete", 180).await;
+    eprintln!("restore e2e: backup Job complete at {:?}", t0.elapsed());
 
     // Damage: rows deleted from one table, another table dropped.
     for id in 0..100 {
@@ -750,6 +751,7 @@ async fn helm_restore_job_brings_every_row_back() {
     );
     let job = world.only_job("restore").await;
     world.kubectl_wait(&job, "complete", 240).await;
+    eprintln!("restore e2e: restore Job complete at {:?}", t0.elapsed());
 
     assert_eq!(
         data.users(&session).await,
