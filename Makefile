@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench env env-down env-clean env-status build check lint fmt
+.PHONY: demo test bench fuzz env env-down env-clean env-status build check lint fmt
 
 ## demo: the main job end to end on local defaults (cluster, storage, backup, restore)
 demo: build
@@ -13,6 +13,11 @@ demo: build
 ## test: the whole suite against the real services (starts them first)
 test:
 	scripts/test.sh
+
+## fuzz: every cargo-fuzz target for a bounded time (KASSETTE_FUZZ_SECONDS
+## each, default 60; nightly toolchain); not part of `make test`
+fuzz:
+	scripts/fuzz.sh
 
 ## bench: side-by-side benchmark tables (storage: kassette vs a raw S3 client)
 bench:

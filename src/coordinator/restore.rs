@@ -734,7 +734,7 @@ mod tests {
                 agent: "127.0.0.1:7300".into(),
                 ip: "127.0.0.1".parse().unwrap(),
             },
-            client: AgentClient::new("127.0.0.1:7300", "t"),
+            client: AgentClient::new("127.0.0.1:7300", "t").unwrap(),
             data_dirs: vec![],
             topology: NodeTopology {
                 host_id: uuid::Uuid::from_u128(host),

@@ -186,6 +186,11 @@ impl Store for LocalStore {
 
     async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes> {
         let path = self.path_of(key);
+        if let Some(meta) = not_found_is_none(tokio::fs::metadata(&path).await, &path)?
+            && meta.len() > super::MAX_SMALL_OBJECT
+        {
+            return Err(super::too_large(key.as_str(), meta.len()));
+        }
         match not_found_is_none(tokio::fs::read(&path).await, &path)? {
             Some(data) => Ok(Bytes::from(data)),
             None => Err(Error::NotFound {

@@ -55,6 +55,40 @@ pub use transfer::{MAX_PARTS, MIN_PART_SIZE, part_size_for};
 
 use crate::config::{Backend, StorageConfig};
 
+/// The largest object [`Store::get_bytes`] reads into memory (a node
+/// manifest of a million files is about 300 MB).
+pub const MAX_SMALL_OBJECT: u64 = 512 << 20;
+
+/// The error of an object too large to read whole.
+pub(crate) fn too_large(key: &str, size: u64) -> Error {
+    Error::permanent(
+        "get",
+        key,
+        &format!(
+            "{size} bytes or more, larger than the {MAX_SMALL_OBJECT} bytes a manifest, index or lease may have"
+        ),
+    )
+}
+
+/// Gathers a body streamed in chunks, stopping with [`too_large`] as soon
+/// as it passes [`MAX_SMALL_OBJECT`].
+pub(crate) async fn collect_small<E>(
+    key: &str,
+    mut chunks: impl futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    chunk_error: impl Fn(E) -> Error,
+) -> Result<Bytes> {
+    use futures::StreamExt;
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(&chunk_error)?;
+        if (data.len() + chunk.len()) as u64 > MAX_SMALL_OBJECT {
+            return Err(too_large(key, (data.len() + chunk.len()) as u64));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data.freeze())
+}
+
 /// What a listing or a head returns about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -86,7 +120,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Writes a small object (a manifest, a lock) from memory.
     async fn put_bytes(&self, key: &ObjectKey, data: Bytes, mode: PutMode) -> Result<()>;
 
-    /// Reads a small object into memory.
+    /// Reads a small object into memory: at most [`MAX_SMALL_OBJECT`]
+    /// bytes, a larger one is an error naming it (never loaded whole).
     async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes>;
 
     /// Size and time of `key`, or `None` when it does not exist.

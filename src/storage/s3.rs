@@ -542,12 +542,18 @@ impl Store for S3Store {
                     .send()
                     .await
                     .map_err(|e| classify("get", key.as_str(), e))?;
-                let data = object
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| transient("get", key.as_str(), e))?;
-                Ok(data.into_bytes())
+                if let Some(size) = object.content_length()
+                    && size as u64 > super::MAX_SMALL_OBJECT
+                {
+                    return Err(super::too_large(key.as_str(), size as u64));
+                }
+                let chunks = futures::stream::unfold(object.body, |mut body| async move {
+                    body.next().await.map(|chunk| (chunk, body))
+                });
+                super::collect_small(key.as_str(), Box::pin(chunks), |e| {
+                    transient("get", key.as_str(), e)
+                })
+                .await
             })
             .await
     }

@@ -46,6 +46,9 @@ pub struct Datacenter {
     /// Set when that certificate names a DNS name rather than the agents'
     /// addresses (`KASSETTE_AGENT_TLS_SERVER_NAME`).
     pub tls_server_name: Option<String>,
+    /// Storage settings given as they are (a store this module does not
+    /// set up itself), instead of those derived from `storage`.
+    storage_settings: Option<Vec<(String, String)>>,
 }
 
 /// How the agents of a test datacenter serve their API.
@@ -78,11 +81,42 @@ impl Datacenter {
         Self::start_with(kind, &[], Serving::TlsByName(name)).await
     }
 
+    /// Like [`Datacenter::start`], on a store the caller set up: `storage`
+    /// to open it directly, `settings` (the `KASSETTE_STORAGE_*` variables)
+    /// for every role.
+    pub async fn start_on(
+        storage: StorageConfig,
+        settings: Vec<(String, String)>,
+        agent_env: &[(&str, &str)],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(
+            dir,
+            StoreKind::S3,
+            storage,
+            Some(settings),
+            agent_env,
+            Serving::Http,
+        )
+        .await
+    }
+
     async fn start_with(kind: StoreKind, agent_env: &[(&str, &str)], serving: Serving) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let storage = new_storage(kind, dir.path()).await;
+        Self::launch(dir, kind, storage, None, agent_env, serving).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        kind: StoreKind,
+        storage: StorageConfig,
+        storage_settings: Option<Vec<(String, String)>>,
+        agent_env: &[(&str, &str)],
+        serving: Serving,
+    ) -> Self {
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
-        let storage = new_storage(kind, dir.path()).await;
         let port = free_port_on_every_node();
         let certs_dir = dir.path().join("certs");
         let certs = match serving {
@@ -111,6 +145,7 @@ impl Datacenter {
                 Serving::TlsByName(name) => Some(name.to_string()),
                 _ => None,
             },
+            storage_settings,
         };
         let mut env: Vec<(String, String)> = agent_env
             .iter()
@@ -141,7 +176,7 @@ impl Datacenter {
     pub fn client(&self, address: &str) -> kassette::coordinator::client::AgentClient {
         use kassette::coordinator::client::AgentClient;
         match (&self.ca, &self.tls_server_name) {
-            (None, _) => AgentClient::new(address, TOKEN),
+            (None, _) => AgentClient::new(address, TOKEN).unwrap(),
             (Some(ca), None) => {
                 AgentClient::with_tls(address, TOKEN, &std::fs::read(ca).unwrap()).unwrap()
             }
@@ -188,6 +223,9 @@ impl Datacenter {
 
     /// Settings that point any role at this datacenter's store.
     pub fn storage_env(&self) -> Vec<(String, String)> {
+        if let Some(settings) = &self.storage_settings {
+            return settings.clone();
+        }
         let mut env = Vec::new();
         let mut set = |k: &str, v: &str| env.push((k.to_string(), v.to_string()));
         match &self.storage.backend {
