@@ -80,6 +80,11 @@ pub fn run(command: Command) -> Result<(), Error> {
             let config = PurgeConfig::from_args(&args)?;
             runtime()?.block_on(commands::purge(config))
         }
+        Command::Unlock(args) => {
+            let storage = StorageConfig::from_args(&args.storage)?;
+            let cluster = ClusterConfig::from_args(&args.cluster)?;
+            runtime()?.block_on(commands::unlock(storage, cluster))
+        }
     }
 }
 

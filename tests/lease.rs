@@ -12,7 +12,7 @@ use common::proxy::{Action, StorageProxy};
 use common::setting;
 use kassette::catalog::Layout;
 use kassette::config::{Backend, StorageConfig, TransferLimits};
-use kassette::coordinator::lease::{Lease, LeaseError};
+use kassette::coordinator::lease::{Lease, LeaseError, Timing};
 use kassette::storage::{self, Store};
 
 /// A fresh local store and a fresh S3 bucket (the directory lives as long
@@ -105,7 +105,7 @@ async fn a_stale_lease_is_taken_over_once_and_its_holder_learns_it() {
     let (stores, _dir) = stores().await;
     for (name, store) in stores {
         // A holder that died: its lease expires at once.
-        let mut dead = Lease::acquire(
+        let dead = Lease::acquire(
             store.clone(),
             &layout(),
             "killed-job/1",
@@ -132,7 +132,7 @@ async fn a_stale_lease_is_taken_over_once_and_its_holder_learns_it() {
 async fn renewal_extends_the_lease() {
     let (stores, _dir) = stores().await;
     for (name, store) in stores {
-        let mut lease = Lease::acquire(store.clone(), &layout(), "job/1", "backup", HOUR)
+        let lease = Lease::acquire(store.clone(), &layout(), "job/1", "backup", HOUR)
             .await
             .unwrap();
         let before = lease.record().expires_at;
@@ -337,4 +337,95 @@ async fn the_refusal_says_when_the_lease_expires_and_how_to_release_it() {
     );
     assert!(message.contains("expires in"), "{message}");
     assert!(message.contains("kassette unlock"), "{message}");
+}
+
+/// `kassette unlock` against a directory store: the catalog's settings.
+async fn unlock_cli(dir: &std::path::Path) -> std::process::Output {
+    common::dc::kassette_command()
+        .arg("unlock")
+        .env("KASSETTE_STORAGE_PROVIDER", "local")
+        .env("KASSETTE_STORAGE_PATH", dir)
+        .env("KASSETTE_CLUSTER", "prod")
+        .env("KASSETTE_DATACENTER", "dc1")
+        .output()
+        .await
+        .expect("run kassette unlock")
+}
+
+fn local_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(
+        storage::local::LocalStore::new(dir, "", storage::Limits::unlimited_for_tests()).unwrap(),
+    )
+}
+
+/// Defect 12 of issue 10: `kassette unlock` releases the lease of a pass
+/// that died holding it — long before its TTL — after watching it
+/// unrenewed for four heartbeats; the dead holder finds itself superseded.
+#[tokio::test]
+async fn unlock_releases_a_dead_holders_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let timing = Timing {
+        ttl: HOUR,
+        heartbeat: Duration::from_millis(500),
+    };
+    let dead = Lease::acquire_with(store.clone(), &layout(), "killed-job/1", "backup", timing)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let out = unlock_cli(dir.path()).await;
+    let message = common::dc::text(&out);
+    assert!(out.status.success(), "{message}");
+    assert!(
+        message.contains("released the lease of killed-job/1"),
+        "{message}"
+    );
+    assert!(
+        start.elapsed() >= timing.unlock_watch(),
+        "unlock did not watch the lease for four heartbeats"
+    );
+    let next = Lease::acquire(store.clone(), &layout(), "next-job/1", "backup", HOUR)
+        .await
+        .expect("the lease is free after unlock, long before its TTL");
+    assert!(matches!(dead.check().await, Err(LeaseError::Lost { .. })));
+    next.release().await.unwrap();
+    let idle = unlock_cli(dir.path()).await;
+    assert!(idle.status.success(), "{}", common::dc::text(&idle));
+    assert!(common::dc::text(&idle).contains("nothing to unlock"));
+}
+
+/// `kassette unlock` refuses (exit 1, naming the holder) while the holder
+/// is still renewing its lease; the holder keeps it.
+#[tokio::test]
+async fn unlock_refuses_while_the_holder_renews() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local_store(dir.path());
+    let timing = Timing {
+        ttl: HOUR,
+        heartbeat: Duration::from_millis(500),
+    };
+    let live = Arc::new(
+        Lease::acquire_with(store.clone(), &layout(), "live-job/1", "backup", timing)
+            .await
+            .unwrap(),
+    );
+    let renewing = {
+        let live = live.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(timing.heartbeat).await;
+                live.heartbeat().await.expect("renewal");
+            }
+        })
+    };
+    let out = unlock_cli(dir.path()).await;
+    let message = common::dc::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(message.contains("live-job/1"), "{message}");
+    assert!(
+        message.contains("still renewing") || message.contains("renewed its lease"),
+        "{message}"
+    );
+    live.check().await.expect("the live holder keeps its lease");
+    renewing.abort();
 }

@@ -64,20 +64,25 @@ pub enum PassError {
     Failed(String),
 }
 
-/// Runs `work` while renewing `lease` every third of its lifetime; fails
-/// (dropping `work`) as soon as the lease is lost. Renewals run beside the
-/// work, never pausing it: a slow renewal must not starve the polls that
-/// keep the agents' jobs alive.
+/// Runs `work` while renewing `lease` every heartbeat (each renewal
+/// bounded well below the TTL, see [`lease::Timing`]); fails (dropping
+/// `work`) as soon as the lease is lost or could not be renewed in time.
+/// `work` may borrow the lease too, to [`Lease::check`] it before each
+/// irreversible step. (Takes `&Lease` or `&mut Lease`.)
 pub async fn with_lease<T>(
-    lease: &mut Lease,
+    lease: impl std::borrow::Borrow<Lease>,
     work: impl Future<Output = Result<T, PassError>>,
 ) -> Result<T, PassError> {
-    let every = (lease.ttl() / 3).max(Duration::from_secs(1));
+    let lease = lease.borrow();
+    let every = lease.timing().heartbeat.max(Duration::from_millis(50));
+    // Renewals run beside the work, never pausing it: a slow renewal must
+    // not starve the polls that keep the agents' jobs alive.
     let renewals = async {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(err) = lease.renew().await {
+            if let Err(err) = lease.heartbeat().await {
                 return PassError::from(err);
             }
         }
