@@ -48,8 +48,8 @@ pub enum Command {
     /// (`--dry-run`: print the plan; takes no lease, changes nothing).
     Purge(PurgeArgs),
     /// Release the lease of a pass that died holding it, so the next pass
-    /// need not wait for the lease to expire. Watches the lease for four of
-    /// its holder's heartbeats (2 minutes by default) and refuses, exiting
+    /// need not wait for the lease to expire. Watches the lease for six of
+    /// its holder's heartbeats (90 s by default) and refuses, exiting
     /// 1, if the holder renews it meanwhile: a live pass is never unlocked.
     Unlock(UnlockArgs),
 }

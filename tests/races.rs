@@ -27,6 +27,10 @@ fn catalog(store: Arc<dyn kassette::storage::Store>) -> Catalog {
     Catalog::new(store, layout)
 }
 
+/// The passes racing here get a TTL long enough that a loaded test
+/// machine, or the slowing proxy, never makes a holder miss its renewals.
+const TTL: (&str, &str) = ("KASSETTE_LOCK_TTL", "15s");
+
 /// Waits until a live lease for `operation` is held; returns its owner.
 async fn wait_for_lease(dc: &Datacenter, operation: &str) -> String {
     let catalog = catalog(dc.store().await);
@@ -91,6 +95,7 @@ async fn backup_and_backup() {
                 &[
                     ("KASSETTE_BACKUP_NAME", name.as_str()),
                     ("KASSETTE_KEYSPACES", ks.as_str()),
+                    TTL,
                 ],
             )
             .stdout(std::process::Stdio::piped())
@@ -143,6 +148,7 @@ async fn backup_and_purge_either_way() {
             &[
                 ("KASSETTE_BACKUP_NAME", second.as_str()),
                 ("KASSETTE_KEYSPACES", ks.as_str()),
+                TTL,
             ],
         )
         .stdout(std::process::Stdio::piped())
@@ -152,7 +158,7 @@ async fn backup_and_purge_either_way() {
     let backup_pid = backup.id().unwrap();
     wait_for_lease(&dc, "backup").await;
     let purge = dc
-        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1")])
+        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1"), TTL])
         .await;
     assert_refused_by(&purge, backup_pid, "purge during a backup");
     let out = backup.wait_with_output().await.unwrap();
@@ -163,7 +169,7 @@ async fn backup_and_purge_either_way() {
     let proxy = StorageProxy::start(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
     proxy.rule(|_| {
         Some(Action {
-            delay_before: Duration::from_millis(300),
+            delay_before: Duration::from_millis(150),
             ..Action::default()
         })
     });
@@ -173,6 +179,7 @@ async fn backup_and_purge_either_way() {
             &[
                 ("KASSETTE_STORAGE_ENDPOINT", proxy.url.as_str()),
                 ("KASSETTE_RETENTION_KEEP_LAST", "1"),
+                TTL,
             ],
         )
         .stdout(std::process::Stdio::piped())
@@ -188,6 +195,7 @@ async fn backup_and_purge_either_way() {
             &[
                 ("KASSETTE_BACKUP_NAME", third.as_str()),
                 ("KASSETTE_KEYSPACES", ks.as_str()),
+                TTL,
             ],
         )
         .await;
@@ -216,7 +224,7 @@ async fn purge_and_purge() {
     let proxy = StorageProxy::start(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
     proxy.rule(|_| {
         Some(Action {
-            delay_before: Duration::from_millis(300),
+            delay_before: Duration::from_millis(150),
             ..Action::default()
         })
     });
@@ -226,6 +234,7 @@ async fn purge_and_purge() {
             &[
                 ("KASSETTE_STORAGE_ENDPOINT", proxy.url.as_str()),
                 ("KASSETTE_RETENTION_KEEP_LAST", "1"),
+                TTL,
             ],
         )
         .stdout(std::process::Stdio::piped())
@@ -235,7 +244,7 @@ async fn purge_and_purge() {
     let slow_pid = slow.id().unwrap();
     wait_for_lease(&dc, "purge").await;
     let other = dc
-        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1")])
+        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1"), TTL])
         .await;
     assert_refused_by(&other, slow_pid, "the second purge");
     assert_success(&slow.wait_with_output().await.unwrap(), "the first purge");

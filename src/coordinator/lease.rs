@@ -13,14 +13,15 @@
 //!   believe it holds the lease; and because every new number is *some
 //!   existing number + 1*, "has someone superseded sequence n?" is one
 //!   `head` of n + 1.
-//! - **Renewal** happens every heartbeat (a third of the TTL, at most
-//!   30 s), each bounded by half a heartbeat; a holder whose last
-//!   successful renewal *started* two heartbeats ago (by its monotonic
-//!   clock) no longer acts, and never renews such a lease back to life.
+//! - **Renewal** happens every heartbeat (a sixth of the TTL, at most
+//!   15 s), each bounded by what is left of the holder's validity; a holder
+//!   whose last successful renewal *started* four heartbeats ago (two
+//!   thirds of the TTL, by its monotonic clock) no longer acts, and never
+//!   renews such a lease back to life.
 //! - **Check** before every irreversible step (the commit, every batch of
 //!   deletes): not superseded, and renewed recently enough.
 //! - **Unlock** (`kassette unlock`) supersedes the lease of a holder that
-//!   stopped renewing: it watches the record unchanged for four heartbeats
+//!   stopped renewing: it watches the record unchanged for six heartbeats
 //!   first, longer than a live holder can go without renewing or stopping.
 
 use std::sync::{Arc, Mutex};
@@ -41,7 +42,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The longest interval between two renewals, whatever the TTL: it also
 /// bounds how long `kassette unlock` must watch a lease.
-pub const MAX_HEARTBEAT: Duration = Duration::from_secs(30);
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// The lease's clocks, all derived from the TTL and the heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,16 +54,17 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Renew every third of `ttl`, but at least every [`MAX_HEARTBEAT`].
+    /// Renew every sixth of `ttl`, but at least every [`MAX_HEARTBEAT`].
     pub fn for_ttl(ttl: Duration) -> Self {
         Self {
             ttl,
-            heartbeat: (ttl / 3).min(MAX_HEARTBEAT),
+            heartbeat: (ttl / 6).min(MAX_HEARTBEAT),
         }
     }
 
-    /// The timing a stored record declares (records of older writers:
-    /// a third of their TTL).
+    /// The timing a stored record declares. Records of older writers
+    /// (which never stopped by themselves) get a sixth of their TTL, so
+    /// `unlock` watches them for the whole TTL.
     fn of_record(record: &LockRecord) -> Self {
         let ttl = record
             .expires_at
@@ -75,28 +77,24 @@ impl Timing {
             },
             None => Self {
                 ttl,
-                heartbeat: ttl / 3,
+                heartbeat: ttl / 6,
             },
         }
     }
 
-    /// How long one renewal may take before it is given up.
-    pub fn renewal_bound(&self) -> Duration {
-        self.heartbeat / 2
-    }
-
     /// How long after the start of its last successful renewal a holder
-    /// may still act. Two heartbeats: well inside the TTL (at most two
-    /// thirds of it), so the holder stops before anyone may take over.
+    /// may still act. Four heartbeats: at most two thirds of the TTL, so
+    /// the holder stops before anyone may take over, and three renewals
+    /// may fail or be slow before it must.
     pub fn validity(&self) -> Duration {
-        self.heartbeat * 2
+        self.heartbeat * 4
     }
 
     /// How long `unlock` watches a lease unchanged before it calls the
     /// holder dead: the holder's validity plus two heartbeats of room for
     /// the step it may have begun just before its validity ended.
     pub fn unlock_watch(&self) -> Duration {
-        self.heartbeat * 4
+        self.heartbeat * 6
     }
 }
 
@@ -177,10 +175,11 @@ impl Lease {
         timing: Timing,
     ) -> Result<Lease, LeaseError> {
         loop {
-            let started = Instant::now();
-            let now = Timestamp::now();
+            let read_at = Timestamp::now();
             let next = match current(&store, layout).await? {
-                Some((_, record)) if record.is_live(now) => return Err(held(record, now)),
+                Some((_, record)) if record.is_live(read_at) => {
+                    return Err(held(record, read_at));
+                }
                 Some((sequence, previous)) => {
                     if !previous.released {
                         tracing::warn!(owner = %previous.owner, expired = %previous.expires_at, "taking over a stale lease (its holder died without releasing it)");
@@ -189,6 +188,9 @@ impl Lease {
                 }
                 None => 0,
             };
+            // Validity and expiry count from here, before the create.
+            let started = Instant::now();
+            let now = Timestamp::now();
             let record = LockRecord {
                 format_version: FORMAT_VERSION,
                 owner: owner.to_string(),
@@ -270,22 +272,20 @@ impl Lease {
         Ok(())
     }
 
-    /// One heartbeat: a renewal bounded by [`Timing::renewal_bound`]. A
-    /// renewal that fails or is slow is tolerated while the lease is still
-    /// valid (the next heartbeat tries again); losing the lease, or its
-    /// validity, is not.
+    /// One heartbeat: a renewal bounded by what is left of the lease's
+    /// validity (at most a heartbeat). A renewal that fails or is slow is
+    /// tolerated while the lease is still valid (the next heartbeat tries
+    /// again); losing the lease, or its validity, is not.
     pub async fn heartbeat(&self) -> Result<(), LeaseError> {
-        let outcome = tokio::time::timeout(self.timing.renewal_bound(), self.renew()).await;
+        let bound = self.remaining_validity().min(self.timing.heartbeat);
+        let outcome = tokio::time::timeout(bound, self.renew()).await;
         let failure = match outcome {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(err @ (LeaseError::Lost { .. } | LeaseError::NotRenewed { .. }))) => {
                 return Err(err);
             }
             Ok(Err(err)) => err.to_string(),
-            Err(_) => format!(
-                "the renewal took longer than {:?}",
-                self.timing.renewal_bound()
-            ),
+            Err(_) => format!("the renewal took longer than {bound:?}"),
         };
         self.still_valid()?;
         tracing::warn!(error = %failure, "could not renew the lease; trying again at the next heartbeat");
@@ -298,6 +298,12 @@ impl Lease {
     pub async fn check(&self) -> Result<(), LeaseError> {
         self.not_superseded().await?;
         self.still_valid()
+    }
+
+    fn remaining_validity(&self) -> Duration {
+        self.timing
+            .validity()
+            .saturating_sub(self.lock().renewed.elapsed())
     }
 
     /// [`LeaseError::NotRenewed`] when the last successful renewal started
@@ -359,7 +365,7 @@ pub enum Unlocked {
 }
 
 /// Releases the lease of a holder that stopped renewing: watches the
-/// current lease for [`Timing::unlock_watch`] (four heartbeats of its
+/// current lease for [`Timing::unlock_watch`] (six heartbeats of its
 /// holder), and if it stayed byte-for-byte unchanged and unsuperseded,
 /// creates the next sequence as a released lease — the dead holder, if it
 /// ever wakes, finds it superseded at its next check. A live holder
@@ -536,7 +542,6 @@ mod tests {
         for ttl in [3, 60, 900, 86_400].map(Duration::from_secs) {
             let t = Timing::for_ttl(ttl);
             assert!(t.heartbeat <= MAX_HEARTBEAT);
-            assert!(t.renewal_bound() < t.heartbeat);
             // A holder stops acting at least a third of the TTL before
             // anyone may take over.
             assert!(t.validity() <= ttl * 2 / 3, "{ttl:?}");
@@ -544,7 +549,24 @@ mod tests {
         }
         assert_eq!(
             Timing::for_ttl(DEFAULT_TTL).unlock_watch(),
-            Duration::from_secs(120)
+            Duration::from_secs(90)
+        );
+        // A record of an older writer is watched for its whole TTL.
+        let now = Timestamp::now();
+        let old = LockRecord {
+            format_version: FORMAT_VERSION,
+            owner: "o".into(),
+            run_id: Uuid::nil(),
+            operation: "backup".into(),
+            acquired_at: now,
+            expires_at: now + jiff::SignedDuration::from_secs(600),
+            released: false,
+            renewed_at: None,
+            heartbeat_ms: None,
+        };
+        assert_eq!(
+            Timing::of_record(&old).unlock_watch(),
+            Duration::from_secs(600)
         );
     }
 
@@ -588,7 +610,7 @@ mod tests {
             .await
             .unwrap();
         lease.check().await.unwrap();
-        // Stalled (a stopped process) for two heartbeats: no longer acts.
+        // Stalled (a stopped process) for four heartbeats: no longer acts.
         tokio::time::sleep(quick().validity() + Duration::from_millis(20)).await;
         assert!(matches!(
             lease.check().await,

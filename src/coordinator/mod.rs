@@ -65,7 +65,7 @@ pub enum PassError {
 }
 
 /// Runs `work` while renewing `lease` every heartbeat (each renewal
-/// bounded well below the TTL, see [`lease::Timing`]); fails (dropping
+/// bounded by what is left of its validity, see [`lease::Timing`]); fails (dropping
 /// `work`) as soon as the lease is lost or could not be renewed in time.
 /// `work` may borrow the lease too, to [`Lease::check`] it before each
 /// irreversible step. (Takes `&Lease` or `&mut Lease`.)
