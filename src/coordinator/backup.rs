@@ -114,9 +114,13 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
         lease: &lease,
     };
     let committed = with_lease(&lease, pass.snapshot_upload_commit()).await;
-    // Whatever happened, no upload of this pass outlives it.
-    end_pass(&nodes, &job).await;
-    clear_snapshots(&nodes, &tag).await;
+    // Whatever happened, no upload of this pass outlives it; still
+    // renewing: the index and retention after it need a valid lease.
+    super::renewing(&lease, async {
+        end_pass(&nodes, &job).await;
+        clear_snapshots(&nodes, &tag).await;
+    })
+    .await;
     let result = match committed {
         Ok((manifest, read_bytes)) => with_lease(&lease, pass.finish(manifest, read_bytes))
             .await

@@ -119,6 +119,28 @@ pub async fn end_pass(nodes: &[nodes::Node], job: &JobSpec) {
     }
 }
 
+/// Runs `work` to completion while renewing `lease`: for steps that must
+/// finish whatever happens to the lease (clearing snapshots). A failed
+/// renewal is only logged; the next [`Lease::check`] decides.
+pub async fn renewing<T>(lease: &Lease, work: impl Future<Output = T>) -> T {
+    let every = lease.timing().heartbeat.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticker.tick(), if !failed => {
+                if let Err(err) = lease.heartbeat().await {
+                    tracing::warn!(error = %err, "the lease could not be renewed; finishing this step anyway");
+                    failed = true;
+                }
+            }
+        }
+    }
+}
+
 /// Takes the catalog's lease for `operation` (see [`lease`]).
 pub async fn take_lease(
     catalog: &Catalog,
