@@ -68,12 +68,11 @@ pub enum PassError {
 /// bounded by what is left of its validity, see [`lease::Timing`]); fails (dropping
 /// `work`) as soon as the lease is lost or could not be renewed in time.
 /// `work` may borrow the lease too, to [`Lease::check`] it before each
-/// irreversible step. (Takes `&Lease` or `&mut Lease`.)
+/// irreversible step.
 pub async fn with_lease<T>(
-    lease: impl std::borrow::Borrow<Lease>,
+    lease: &Lease,
     work: impl Future<Output = Result<T, PassError>>,
 ) -> Result<T, PassError> {
-    let lease = lease.borrow();
     let every = lease.timing().heartbeat.max(Duration::from_millis(50));
     // Renewals run beside the work, never pausing it: a slow renewal must
     // not starve the polls that keep the agents' jobs alive.
