@@ -44,8 +44,14 @@ pub enum Command {
     /// Check that every object of a backup is present (and, with --deep,
     /// that its content matches the recorded checksum).
     Verify(VerifyArgs),
-    /// Apply retention and delete data no remaining backup references.
+    /// Apply retention and delete data no remaining backup references
+    /// (`--dry-run`: print the plan; takes no lease, changes nothing).
     Purge(PurgeArgs),
+    /// Release the lease of a pass that died holding it, so the next pass
+    /// need not wait for the lease to expire. Watches the lease for six of
+    /// its holder's heartbeats (90 s by default) and refuses, exiting
+    /// 1, if the holder renews it meanwhile: a live pass is never unlocked.
+    Unlock(UnlockArgs),
 }
 
 /// Logging options, shared by every role.
@@ -324,6 +330,14 @@ pub struct VerifyArgs {
     pub deep: bool,
     #[command(flatten)]
     pub backup: NamedBackupArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,10 @@ pub enum Configured {
         json: bool,
     },
     Purge(PurgeConfig),
+    Unlock {
+        storage: StorageConfig,
+        cluster: ClusterConfig,
+    },
 }
 
 /// Validates every setting of `command`, touching nothing but the files
@@ -101,6 +105,10 @@ pub fn configure(command: Command) -> Result<Configured, Error> {
             }
         }
         Command::Purge(args) => Configured::Purge(PurgeConfig::from_args(&args)?),
+        Command::Unlock(args) => Configured::Unlock {
+            storage: StorageConfig::from_args(&args.storage)?,
+            cluster: ClusterConfig::from_args(&args.cluster)?,
+        },
     })
 }
 
@@ -132,6 +140,9 @@ pub fn run(command: Command) -> Result<(), Error> {
             json,
         } => runtime()?.block_on(commands::verify(storage, cluster, name, deep, json)),
         Configured::Purge(config) => runtime()?.block_on(commands::purge(config)),
+        Configured::Unlock { storage, cluster } => {
+            runtime()?.block_on(commands::unlock(storage, cluster))
+        }
     }
 }
 

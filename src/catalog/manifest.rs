@@ -220,6 +220,11 @@ pub struct StartedRecord {
     pub name: String,
     pub owner: String,
     pub started_at: Timestamp,
+    /// The `run_id` of the lease the pass holds: while that lease is live,
+    /// the backup is being written (added within version 1; absent in
+    /// records of older writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
 }
 
 impl Record for StartedRecord {
@@ -320,6 +325,15 @@ pub struct LockRecord {
     /// Set when the holder gave the lease up (rather than dying with it).
     #[serde(default)]
     pub released: bool,
+    /// When the holder last renewed (its clock; informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_at: Option<Timestamp>,
+    /// How often the holder renews, in milliseconds: `kassette unlock`
+    /// calls a holder dead only after watching its lease unchanged for
+    /// four of these. Absent in records of older writers (they renewed
+    /// every third of the TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
 }
 
 impl Record for LockRecord {
@@ -331,6 +345,11 @@ impl Record for LockRecord {
 impl LockRecord {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
+    }
+
+    /// Whether the lease still excludes other passes at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        !self.released && !self.is_expired(now)
     }
 }
 
@@ -539,8 +558,21 @@ CREATE INDEX by_id ON shop.\"Orders\" (id);\n";
             acquired_at: "2026-11-25T02:00:00Z".parse().unwrap(),
             expires_at: "2026-11-25T02:10:00Z".parse().unwrap(),
             released: false,
+            renewed_at: None,
+            heartbeat_ms: None,
         };
         assert!(!lock.is_expired("2026-11-25T02:05:00Z".parse().unwrap()));
         assert!(lock.is_expired("2026-11-25T02:10:00Z".parse().unwrap()));
+        assert!(lock.is_live("2026-11-25T02:05:00Z".parse().unwrap()));
+        let released = LockRecord {
+            released: true,
+            ..lock.clone()
+        };
+        assert!(!released.is_live("2026-11-25T02:05:00Z".parse().unwrap()));
+        // Records of older writers (no renewal fields) still parse.
+        let old = br#"{"format_version":1,"owner":"o","run_id":"00000000-0000-0000-0000-000000000000","operation":"backup","acquired_at":"2026-11-25T02:00:00Z","expires_at":"2026-11-25T02:10:00Z"}"#;
+        let parsed = LockRecord::from_json(old).unwrap();
+        assert_eq!(parsed.heartbeat_ms, None);
+        assert!(!parsed.released);
     }
 }

@@ -1,15 +1,119 @@
-//! Reading the catalog: `kassette list` (the index: one request however
-//! many backups), `kassette status NAME` and `kassette verify NAME`
+//! Reading the catalog: `kassette list` (every backup with its status:
+//! one listing of `backups/`, the index, and the start record of each
+//! incomplete backup), `kassette status NAME` and `kassette verify NAME`
 //! (every referenced blob present with its size; `--deep` downloads each
-//! and checks its BLAKE3).
+//! and checks its BLAKE3). Nothing here writes to the store.
 
 use std::collections::{BTreeMap, HashMap};
 
 use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use serde::Serialize;
 
 use super::PassError;
-use crate::catalog::{BackupManifest, Catalog, NodeManifest};
+use super::lease;
+use crate::catalog::{BackupManifest, BackupStatus, Catalog, NodeManifest};
 use crate::storage::{self, Digest, ObjectKey};
+
+/// A backup's state as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListedStatus {
+    /// Its backup manifest exists: restorable.
+    Complete,
+    /// No backup manifest and no live pass writing it: a killed pass's
+    /// leftover (the next purge removes it; a re-run with its name reuses
+    /// what was uploaded).
+    Incomplete,
+    /// No backup manifest yet, and the pass that started it holds the
+    /// lease now.
+    BeingWritten,
+}
+
+impl ListedStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            ListedStatus::Complete => "complete",
+            ListedStatus::Incomplete => "incomplete",
+            ListedStatus::BeingWritten => "being written",
+        }
+    }
+}
+
+/// One line of `kassette list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedBackup {
+    pub name: String,
+    pub status: ListedStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The pass that started an incomplete backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Every backup under `backups/`, oldest first, with its status.
+pub async fn list(catalog: &Catalog) -> Result<Vec<ListedBackup>, PassError> {
+    let found = catalog.backups().await?;
+    let index = catalog.index_of(&found).await?;
+    let holder = lease::current_holder(catalog.store(), catalog.layout())
+        .await?
+        .filter(|h| h.is_live(Timestamp::now()));
+    let mut listed: Vec<ListedBackup> = index
+        .backups
+        .iter()
+        .map(|e| ListedBackup {
+            name: e.name.clone(),
+            status: ListedStatus::Complete,
+            started_at: Some(e.started_at),
+            finished_at: Some(e.finished_at),
+            nodes: Some(e.nodes),
+            files: Some(e.files),
+            bytes: Some(e.bytes),
+            owner: None,
+        })
+        .collect();
+    for backup in found
+        .iter()
+        .filter(|b| b.status == BackupStatus::Incomplete)
+    {
+        let started = match catalog.started(&backup.name).await {
+            Ok(started) => started,
+            Err(err) => {
+                tracing::warn!(backup = %backup.name, error = %err, "unreadable start record");
+                None
+            }
+        };
+        let being_written = matches!(
+            (&holder, started.as_ref().and_then(|s| s.run_id)),
+            (Some(h), Some(run)) if h.run_id == run
+        );
+        listed.push(ListedBackup {
+            name: backup.name.clone(),
+            status: if being_written {
+                ListedStatus::BeingWritten
+            } else {
+                ListedStatus::Incomplete
+            },
+            started_at: started.as_ref().map(|s| s.started_at),
+            finished_at: None,
+            nodes: None,
+            files: None,
+            bytes: None,
+            owner: started.map(|s| s.owner),
+        });
+    }
+    listed.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+    Ok(listed)
+}
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

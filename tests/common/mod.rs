@@ -12,6 +12,7 @@ pub mod dc;
 pub mod fake_management_api;
 pub mod k8s;
 pub mod process_kubelet;
+pub mod proxy;
 pub mod tls;
 
 use std::collections::HashMap;
