@@ -91,6 +91,29 @@ pub async fn check_presence(
     )))
 }
 
+/// Fails unless every blob `manifests` reference is stored with its size:
+/// checked by a restore before anything else, so a damaged backup is
+/// refused, naming the objects, even when an earlier attempt staged copies
+/// of the missing blobs on the nodes.
+pub async fn check_complete(
+    catalog: &Catalog,
+    backup: &BackupManifest,
+    manifests: &[NodeManifest],
+) -> Result<(), PassError> {
+    let blobs = referenced_blobs(catalog, manifests)?;
+    let problems = presence_problems(catalog, &blobs).await?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(PassError::Damaged(format!(
+        "backup {} is damaged: {} of {} blobs missing or of the wrong size: {}",
+        backup.name,
+        problems.len(),
+        blobs.len(),
+        first_lines(&problems)
+    )))
+}
+
 /// Verifies backup `name` (or `latest`): its manifests, every blob's
 /// presence and size, and with `deep` every blob's content.
 pub async fn verify(
