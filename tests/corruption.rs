@@ -57,7 +57,10 @@ async fn apply(store: &Arc<dyn Store>, key: &ObjectKey, damage: Damage) -> Bytes
         }
         Damage::Truncate => {
             let half = original.slice(..original.len() / 2);
-            store.put_bytes(key, half, PutMode::Overwrite).await.unwrap();
+            store
+                .put_bytes(key, half, PutMode::Overwrite)
+                .await
+                .unwrap();
         }
         Damage::Delete => store.delete_many(std::slice::from_ref(key)).await.unwrap(),
     }
@@ -79,8 +82,12 @@ fn assert_refused(out: &std::process::Output, what: &str, key: &ObjectKey) {
     );
 }
 
-async fn live(session: &Session, data: &Dataset) -> impl PartialEq + std::fmt::Debug {
-    (data.users(session).await, data.items(session).await)
+/// The live rows of the users and items tables, compared between steps.
+async fn live(session: &Session, data: &Dataset) -> String {
+    format!(
+        "{:?}",
+        (data.users(session).await, data.items(session).await)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,22 +122,6 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
     let node_manifest = layout.node_manifest(&name, &nodes[1].host_id).unwrap();
     let backup_manifest = layout.backup_manifest(&name).unwrap();
     let index = layout.index().unwrap();
-    // The lease the backup released (the current one: highest sequence).
-    let lease = {
-        use futures::TryStreamExt;
-        let locks: Vec<_> = store
-            .list(&layout.locks_prefix())
-            .try_collect()
-            .await
-            .unwrap();
-        locks
-            .into_iter()
-            .filter_map(|o| layout.lock_sequence(&o.key).map(|s| (s, o.key)))
-            .max_by_key(|(s, _)| *s)
-            .expect("a lease object")
-            .1
-    };
-
     let cases = [
         Case {
             what: "a data blob with one byte flipped",
@@ -174,52 +165,27 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
             damage: Damage::Truncate,
             deep: false,
         },
-        Case {
-            what: "a lease object with one byte flipped",
-            key: lease,
-            damage: Damage::Flip(0),
-            deep: false,
-        },
     ];
     let keyspaces = data.keyspaces().join(",");
     for case in &cases {
-        let original = apply(&store, &case.key, case.damage).await;
-        let verify_args: &[&str] = if case.deep {
-            &["verify", "--deep"]
-        } else {
-            &["verify"]
-        };
-        let verified = dc
-            .kassette(verify_args, &[("KASSETTE_BACKUP_NAME", &name)])
-            .await;
-        assert_refused(&verified, &format!("verify of {}", case.what), &case.key);
-        let restored = dc
-            .kassette(
-                &["restore"],
-                &[
-                    ("KASSETTE_BACKUP_NAME", name.as_str()),
-                    ("KASSETTE_KEYSPACES", keyspaces.as_str()),
-                ],
-            )
-            .await;
-        assert_refused(&restored, &format!("restore of {}", case.what), &case.key);
-        assert!(
-            live(&session, &data).await == before,
-            "restore of {} changed live data",
-            case.what
-        );
-        eprintln!("{}: found by verify and refused by restore", case.what);
-
-        store
-            .put_bytes(&case.key, original, PutMode::Overwrite)
-            .await
-            .unwrap();
-        assert_success(
-            &dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)])
-                .await,
-            &format!("verify after repairing {}", case.what),
-        );
+        check_case(
+            &dc, &store, case, &name, &keyspaces, &session, &data, &before,
+        )
+        .await;
     }
+    // The current lease (passes replace it, so it is found last): nobody can
+    // tell whether a live pass holds an unreadable lease, so every pass
+    // refuses to start, naming it.
+    let lease = Case {
+        what: "the current lease object with one byte flipped",
+        key: current_lease(&store, &layout).await,
+        damage: Damage::Flip(0),
+        deep: false,
+    };
+    check_case(
+        &dc, &store, &lease, &name, &keyspaces, &session, &data, &before,
+    )
+    .await;
 
     // The index is a cache of the backup manifests: `verify` reports it
     // damaged, naming it; a restore by name does not depend on it, and a
@@ -253,4 +219,71 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
             "a refused restore changed live data"
         );
     }
+}
+
+/// Damages `case.key`, checks `verify` and `restore` refuse naming it with
+/// live data unchanged, then puts the object back and verifies again.
+#[allow(clippy::too_many_arguments)]
+async fn check_case(
+    dc: &Datacenter,
+    store: &Arc<dyn Store>,
+    case: &Case,
+    name: &str,
+    keyspaces: &str,
+    session: &Session,
+    data: &Dataset,
+    before: &str,
+) {
+    let original = apply(store, &case.key, case.damage).await;
+    let verify_args: &[&str] = if case.deep {
+        &["verify", "--deep"]
+    } else {
+        &["verify"]
+    };
+    let verified = dc
+        .kassette(verify_args, &[("KASSETTE_BACKUP_NAME", name)])
+        .await;
+    assert_refused(&verified, &format!("verify of {}", case.what), &case.key);
+    let restored = dc
+        .kassette(
+            &["restore"],
+            &[
+                ("KASSETTE_BACKUP_NAME", name),
+                ("KASSETTE_KEYSPACES", keyspaces),
+            ],
+        )
+        .await;
+    assert_refused(&restored, &format!("restore of {}", case.what), &case.key);
+    assert!(
+        live(session, data).await == before,
+        "restore of {} changed live data",
+        case.what
+    );
+    eprintln!("{}: found by verify and refused by restore", case.what);
+
+    store
+        .put_bytes(&case.key, original, PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_success(
+        &dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", name)])
+            .await,
+        &format!("verify after repairing {}", case.what),
+    );
+}
+
+/// The current lease object: the highest sequence under `locks/`.
+async fn current_lease(store: &Arc<dyn Store>, layout: &Layout) -> ObjectKey {
+    use futures::TryStreamExt;
+    let locks: Vec<_> = store
+        .list(&layout.locks_prefix())
+        .try_collect()
+        .await
+        .unwrap();
+    locks
+        .into_iter()
+        .filter_map(|o| layout.lock_sequence(&o.key).map(|s| (s, o.key)))
+        .max_by_key(|(s, _)| *s)
+        .expect("a lease object")
+        .1
 }

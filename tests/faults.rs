@@ -100,10 +100,7 @@ async fn every_pass_completes_through_ten_percent_storage_faults() {
         .await;
     assert_success(&listed, "list directly");
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
-    let names: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| e["name"].as_str())
-        .collect();
+    let names: Vec<&str> = entries.iter().filter_map(|e| e["name"].as_str()).collect();
     assert_eq!(names, [second.as_str()], "{}", text(&listed));
     let store = dc.store().await;
     let layout = Layout::new(

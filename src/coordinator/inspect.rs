@@ -132,7 +132,9 @@ pub async fn verify(
         ..VerifyReport::default()
     };
     report.problems = catalog_problems(catalog).await?;
-    report.problems.extend(presence_problems(catalog, &blobs).await?);
+    report
+        .problems
+        .extend(presence_problems(catalog, &blobs).await?);
     if deep {
         let (checked, damaged) = check_contents(catalog, &blobs, concurrency).await?;
         report.checked_bytes = checked;
