@@ -18,6 +18,23 @@ const ROWS: i32 = 200;
 const PAYLOAD: usize = 2048;
 /// Overridable to replay another sequence of faults.
 const DEFAULT_SEED: u64 = 10;
+/// Retries under faults stretch renewals: a lease TTL with room for them.
+const TTL: (&str, &str) = ("KASSETTE_LOCK_TTL", "15s");
+
+/// A backup through the proxy that must succeed.
+async fn backup(dc: &Datacenter, name: &str, keyspaces: &str) {
+    let out = dc
+        .kassette(
+            &["backup"],
+            &[
+                ("KASSETTE_BACKUP_NAME", name),
+                ("KASSETTE_KEYSPACES", keyspaces),
+                TTL,
+            ],
+        )
+        .await;
+    assert_success(&out, &format!("backup {name} through faults"));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pass_completes_through_ten_percent_storage_faults() {
@@ -36,22 +53,26 @@ async fn every_pass_completes_through_ten_percent_storage_faults() {
     let keyspaces = data.keyspaces().join(",");
 
     let first = backup_name("flt1-");
-    dc.backup(&first, &data.keyspaces()).await;
+    backup(&dc, &first, &keyspaces).await;
     let verified = dc
-        .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &first)])
+        .kassette(
+            &["verify", "--deep"],
+            &[("KASSETTE_BACKUP_NAME", first.as_str()), TTL],
+        )
         .await;
     assert_success(&verified, "verify --deep through faults");
 
     // Change the data, take a second backup, then restore the first.
     data.write(&session, 0, ROWS, PAYLOAD + 1).await;
     let second = backup_name("flt2-");
-    dc.backup(&second, &data.keyspaces()).await;
+    backup(&dc, &second, &keyspaces).await;
     let restored = dc
         .kassette(
             &["restore"],
             &[
                 ("KASSETTE_BACKUP_NAME", first.as_str()),
                 ("KASSETTE_KEYSPACES", keyspaces.as_str()),
+                TTL,
             ],
         )
         .await;
@@ -64,7 +85,7 @@ async fn every_pass_completes_through_ten_percent_storage_faults() {
 
     // Purge keeps the newest: the first backup goes.
     let purged = dc
-        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1")])
+        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1"), TTL])
         .await;
     assert_success(&purged, "purge through faults");
     assert!(text(&purged).contains(&first), "{}", text(&purged));
