@@ -8,8 +8,8 @@
 //! listener bound to `127.0.0.1:0`); [`serve`] runs it until shutdown.
 
 pub mod api;
-mod jobs;
 pub mod auth;
+mod jobs;
 mod restore;
 mod upload;
 

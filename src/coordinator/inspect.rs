@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::PassError;
 use super::lease;
-use crate::catalog::{BackupManifest, BackupStatus, Catalog, NodeManifest};
+use crate::catalog::manifest::Record;
+use crate::catalog::{BackupManifest, BackupStatus, Catalog, Index, LockRecord, NodeManifest};
 use crate::storage::{self, Digest, ObjectKey};
 
 /// A backup's state as `list` shows it.
@@ -194,6 +195,29 @@ pub async fn check_presence(
     )))
 }
 
+/// Fails unless every blob `manifests` reference is stored with its size:
+/// checked by a restore before anything else, so a damaged backup is
+/// refused, naming the objects, even when an earlier attempt staged copies
+/// of the missing blobs on the nodes.
+pub async fn check_complete(
+    catalog: &Catalog,
+    backup: &BackupManifest,
+    manifests: &[NodeManifest],
+) -> Result<(), PassError> {
+    let blobs = referenced_blobs(catalog, manifests)?;
+    let problems = presence_problems(catalog, &blobs).await?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(PassError::Damaged(format!(
+        "backup {} is damaged: {} of {} blobs missing or of the wrong size: {}",
+        backup.name,
+        problems.len(),
+        blobs.len(),
+        first_lines(&problems)
+    )))
+}
+
 /// Verifies backup `name` (or `latest`): its manifests, every blob's
 /// presence and size, and with `deep` every blob's content.
 pub async fn verify(
@@ -211,13 +235,75 @@ pub async fn verify(
         bytes: blobs.values().map(|d| d.size).sum(),
         ..VerifyReport::default()
     };
-    report.problems = presence_problems(catalog, &blobs).await?;
+    report.problems = catalog_problems(catalog).await?;
+    report
+        .problems
+        .extend(presence_problems(catalog, &blobs).await?);
     if deep {
         let (checked, damaged) = check_contents(catalog, &blobs, concurrency).await?;
         report.checked_bytes = checked;
         report.problems.extend(damaged);
     }
     Ok((backup, report))
+}
+
+/// Problems with the datacenter's shared records: the index (unreadable;
+/// merely stale is a warning) and the current lease
+/// (unreadable: no pass could take the lease). Read only; nothing is
+/// repaired here — the next pass under the lease rewrites the index.
+async fn catalog_problems(catalog: &Catalog) -> Result<Vec<String>, PassError> {
+    let mut problems = Vec::new();
+    let store = catalog.store();
+    let index_key = catalog.layout().index().map_err(storage::Error::from)?;
+    let complete: Vec<String> = catalog
+        .backups()
+        .await?
+        .into_iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .map(|b| b.name)
+        .collect();
+    match store.get_bytes(&index_key).await {
+        Ok(bytes) => match Index::from_json(&bytes) {
+            Ok(index) => {
+                let mut listed: Vec<String> =
+                    index.backups.iter().map(|e| e.name.clone()).collect();
+                listed.sort();
+                // A stale index is a state a crash between commit and index
+                // update leaves (docs/storage-format.md, rule 6), not damage.
+                if listed != complete {
+                    tracing::warn!(index = %index_key, "the index does not list exactly the complete backups; the next backup or purge rebuilds it from the backup manifests");
+                }
+            }
+            Err(e) => problems.push(format!(
+                "{index_key}: unreadable ({e}); the next backup or purge rebuilds it from the backup manifests"
+            )),
+        },
+        Err(storage::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let locks: Vec<ObjectKey> = store
+        .list(&catalog.layout().locks_prefix())
+        .map_ok(|o| o.key)
+        .try_collect()
+        .await?;
+    let current = locks
+        .into_iter()
+        .filter_map(|k| catalog.layout().lock_sequence(&k).map(|s| (s, k)))
+        .max_by_key(|(s, _)| *s);
+    if let Some((_, key)) = current {
+        match store.get_bytes(&key).await {
+            Ok(bytes) => {
+                if let Err(e) = LockRecord::from_json(&bytes) {
+                    problems.push(format!(
+                        "{key}: unreadable lease ({e}); every pass refuses to start until it is repaired or removed"
+                    ));
+                }
+            }
+            Err(storage::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(problems)
 }
 
 /// Downloads every blob into a scratch directory (the store checks size

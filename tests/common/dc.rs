@@ -49,6 +49,9 @@ pub struct Datacenter {
     /// Storage settings given as they are (a store this module does not
     /// set up itself), instead of those derived from `storage`.
     storage_settings: Option<Vec<(String, String)>>,
+    /// Set when agents and coordinator reach the S3 server through another
+    /// endpoint (a fault proxy); [`Datacenter::store`] still goes direct.
+    pub s3_endpoint: Option<String>,
 }
 
 /// How the agents of a test datacenter serve their API.
@@ -65,20 +68,26 @@ impl Datacenter {
     /// Starts one agent per node on a fresh store; `agent_env` adds
     /// settings to every agent (e.g. a bandwidth limit).
     pub async fn start(kind: StoreKind, agent_env: &[(&str, &str)]) -> Self {
-        Self::start_with(kind, agent_env, Serving::Http).await
+        Self::start_with(kind, agent_env, Serving::Http, None).await
+    }
+
+    /// Like [`Datacenter::start`] on S3, with agents and coordinator
+    /// talking to the S3 server through `endpoint` (e.g. a fault proxy).
+    pub async fn start_s3_through(endpoint: &str) -> Self {
+        Self::start_with(StoreKind::S3, &[], Serving::Http, Some(endpoint)).await
     }
 
     /// Like [`Datacenter::start`], with agents serving HTTPS (a private CA
     /// the coordinator trusts through `KASSETTE_AGENT_CA_FILE`).
     pub async fn start_tls(kind: StoreKind) -> Self {
-        Self::start_with(kind, &[], Serving::TlsByAddress).await
+        Self::start_with(kind, &[], Serving::TlsByAddress, None).await
     }
 
     /// Like [`Datacenter::start_tls`], with one certificate for the DNS
     /// name `name` only, as the kassette-agent chart issues it; the
     /// coordinator is given `KASSETTE_AGENT_TLS_SERVER_NAME=name`.
     pub async fn start_tls_named(kind: StoreKind, name: &'static str) -> Self {
-        Self::start_with(kind, &[], Serving::TlsByName(name)).await
+        Self::start_with(kind, &[], Serving::TlsByName(name), None).await
     }
 
     /// Like [`Datacenter::start`], on a store the caller set up: `storage`
@@ -97,14 +106,20 @@ impl Datacenter {
             Some(settings),
             agent_env,
             Serving::Http,
+            None,
         )
         .await
     }
 
-    async fn start_with(kind: StoreKind, agent_env: &[(&str, &str)], serving: Serving) -> Self {
+    async fn start_with(
+        kind: StoreKind,
+        agent_env: &[(&str, &str)],
+        serving: Serving,
+        s3_endpoint: Option<&str>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = new_storage(kind, dir.path()).await;
-        Self::launch(dir, kind, storage, None, agent_env, serving).await
+        Self::launch(dir, kind, storage, None, agent_env, serving, s3_endpoint).await
     }
 
     async fn launch(
@@ -114,6 +129,7 @@ impl Datacenter {
         storage_settings: Option<Vec<(String, String)>>,
         agent_env: &[(&str, &str)],
         serving: Serving,
+        s3_endpoint: Option<&str>,
     ) -> Self {
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
@@ -146,6 +162,7 @@ impl Datacenter {
                 _ => None,
             },
             storage_settings,
+            s3_endpoint: s3_endpoint.map(str::to_string),
         };
         let mut env: Vec<(String, String)> = agent_env
             .iter()
@@ -232,10 +249,11 @@ impl Datacenter {
             Backend::S3 { bucket, .. } => {
                 set("KASSETTE_STORAGE_PROVIDER", "s3");
                 set("KASSETTE_STORAGE_BUCKET", bucket);
-                set(
-                    "KASSETTE_STORAGE_ENDPOINT",
-                    &setting("KASSETTE_TEST_S3_ENDPOINT"),
-                );
+                let endpoint = self
+                    .s3_endpoint
+                    .clone()
+                    .unwrap_or_else(|| setting("KASSETTE_TEST_S3_ENDPOINT"));
+                set("KASSETTE_STORAGE_ENDPOINT", &endpoint);
                 set(
                     "KASSETTE_STORAGE_REGION",
                     &setting("KASSETTE_TEST_S3_REGION"),

@@ -10,6 +10,7 @@
 pub mod dataset;
 pub mod dc;
 pub mod fake_management_api;
+pub mod fault_proxy;
 pub mod k8s;
 pub mod process_kubelet;
 pub mod proxy;
