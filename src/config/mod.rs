@@ -9,6 +9,7 @@
 //! contents never appear in an error.
 
 mod agent;
+mod azure;
 mod coordinator;
 pub mod parse;
 mod storage;
@@ -19,6 +20,7 @@ pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
     NodesConfig, PassConfig, PurgeConfig, RestoreConfig, RestoreMode, Retention,
 };
+pub use azure::{AzureCredentials, AzureSettings};
 pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 
 use crate::cli::LogArgs;
