@@ -110,6 +110,50 @@ impl AzureStore {
         })
     }
 
+    /// Creates the container; one that exists already is fine. kassette
+    /// never needs this (the container is the operator's); tests and the
+    /// benchmark do.
+    pub async fn create_container(&self) -> Result<()> {
+        let mut url = self.container_url();
+        url.query_pairs_mut().append_pair("restype", "container");
+        let request = self
+            .request(Method::PUT, url)
+            .header(CONTENT_LENGTH, 0);
+        match self.send("create container", &self.container, request).await {
+            Ok(_) => Ok(()),
+            Err(Error::Store { message, .. }) if message.contains("ContainerAlreadyExists") => {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Sends one authorised request on blob `name` (relative to the
+    /// container, without the store's prefix) as it is: no retries, limits
+    /// or checksums. For tests (acting behind kassette's back) and the
+    /// benchmark's baseline.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        name: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<Response> {
+        let mut url = self.blob_url(name);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut request = self.request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_LENGTH, body.len()).body(body);
+        }
+        self.send("request", name, request).await
+    }
+
     fn name(&self, key: &ObjectKey) -> String {
         full_name(&self.root, key.as_str())
     }
