@@ -1,8 +1,8 @@
 //! End to end: `kassette restore` as a process against the real 3-node
 //! cluster (node 3 with two data directories), one real agent process per
 //! node, on the real S3-compatible server, the GCS emulator, Azurite
-//! (Azure Blob Storage) and a local directory. Rows are derived from their keys and read back at
-//! consistency ALL.
+//! (Azure Blob Storage) and a local directory. Rows are derived from their
+//! keys and read back at consistency ALL.
 
 mod common;
 
