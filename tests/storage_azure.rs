@@ -40,6 +40,13 @@ async fn open() -> conformance::Fixture {
 
 conformance_tests!(open);
 
+/// 2 GiB + 1 byte: 257 blocks, parallel within the memory bound.
+#[tokio::test]
+async fn a_multi_gib_file_round_trips() {
+    let fixture = open().await;
+    conformance::round_trip(&fixture.store, (2 << 30) + 1).await;
+}
+
 #[tokio::test]
 async fn detects_altered_objects() {
     let container = common::new_azure_container().await;
