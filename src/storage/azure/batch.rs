@@ -4,7 +4,7 @@
 /// Subrequests per batch (the service's limit).
 pub(crate) const MAX_BATCH: usize = 256;
 
-/// One subrequest: the blob's path relative to the account's service URL
+/// One subrequest: the blob's URL path and query without the leading `/`
 /// (`container/name`, percent-encoded) and its already computed headers.
 pub(crate) struct SubRequest {
     pub path: String,
