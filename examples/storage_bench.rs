@@ -340,7 +340,11 @@ mod azure_raw {
         Ok(AzureStore::open(config, Limits::new(&config.limits)).await?)
     }
 
-    pub async fn upload(config: &StorageConfig, args: &Args, concurrency: usize) -> Result<(usize, u64)> {
+    pub async fn upload(
+        config: &StorageConfig,
+        args: &Args,
+        concurrency: usize,
+    ) -> Result<(usize, u64)> {
         let store = store(config).await?;
         let requests = Arc::new(Semaphore::new(concurrency));
         let files = files_in(&args.dir)?;
@@ -388,8 +392,7 @@ mod azure_raw {
             let permit = requests.clone().acquire_owned().await?;
             let mut data = vec![0u8; len as usize];
             file.read_exact(&mut data).await?;
-            let id = base64::engine::general_purpose::STANDARD
-                .encode(format!("{:08}", ids.len()));
+            let id = base64::engine::general_purpose::STANDARD.encode(format!("{:08}", ids.len()));
             ids.push(id.clone());
             let (store, key) = (store.clone(), key.to_string());
             tasks.spawn(async move {
@@ -410,8 +413,12 @@ mod azure_raw {
         while let Some(done) = tasks.join_next().await {
             done??;
         }
-        let list: String = ids.iter().map(|id| format!("<Latest>{id}</Latest>")).collect();
-        let body = format!(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>{list}</BlockList>"#);
+        let list: String = ids
+            .iter()
+            .map(|id| format!("<Latest>{id}</Latest>"))
+            .collect();
+        let body =
+            format!(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>{list}</BlockList>"#);
         store
             .send_raw(
                 Method::PUT,
@@ -424,15 +431,20 @@ mod azure_raw {
         Ok(size)
     }
 
-    pub async fn download(config: &StorageConfig, args: &Args, concurrency: usize) -> Result<(usize, u64)> {
+    pub async fn download(
+        config: &StorageConfig,
+        args: &Args,
+        concurrency: usize,
+    ) -> Result<(usize, u64)> {
         let store = store(config).await?;
         std::fs::create_dir_all(&args.dir)?;
         // The listing (a few requests) goes through kassette's store; the
         // downloads, which carry the bytes, do not.
-        let listed: Vec<String> = kassette::storage::Store::list(&store, &format!("{}/", args.prefix))
-            .map_ok(|meta| meta.key.to_string())
-            .try_collect()
-            .await?;
+        let listed: Vec<String> =
+            kassette::storage::Store::list(&store, &format!("{}/", args.prefix))
+                .map_ok(|meta| meta.key.to_string())
+                .try_collect()
+                .await?;
         let count = listed.len();
         let sizes: Vec<u64> = futures::stream::iter(listed)
             .map(|key| {

@@ -239,7 +239,10 @@ async fn a_wrong_account_key_fails_clearly_and_fast() {
     assert!(matches!(err, Error::Denied { .. }), "{err}");
     assert!(!err.is_transient());
     // Azure says AuthenticationFailed, Azurite AuthorizationFailure.
-    assert!(err.to_string().contains("Failed") || err.to_string().contains("Failure"), "{err}");
+    assert!(
+        err.to_string().contains("Failed") || err.to_string().contains("Failure"),
+        "{err}"
+    );
     assert!(!err.to_string().contains("d3Jvbmc"), "secret leaked: {err}");
     // One attempt, not the retry policy's two minutes.
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -261,7 +264,10 @@ async fn the_cli_exits_1_on_a_wrong_account_key() {
         .envs([
             (vars::STORAGE_PROVIDER, "azure"),
             (vars::STORAGE_BUCKET, container.as_str()),
-            (vars::STORAGE_ENDPOINT, &setting("KASSETTE_TEST_AZURE_ENDPOINT")),
+            (
+                vars::STORAGE_ENDPOINT,
+                &setting("KASSETTE_TEST_AZURE_ENDPOINT"),
+            ),
             (vars::STORAGE_ALLOW_HTTP, "true"),
             (vars::STORAGE_CREDENTIALS_FILE, path.to_str().unwrap()),
             (vars::CLUSTER, "prod"),
@@ -290,7 +296,10 @@ async fn a_missing_container_is_named() {
     let key = conformance::key("x");
     let err = store.get_bytes(&key).await.unwrap_err();
     assert!(matches!(err, Error::NoSuchBucket { .. }), "{err}");
-    assert!(err.to_string().contains("kassette-no-such-container"), "{err}");
+    assert!(
+        err.to_string().contains("kassette-no-such-container"),
+        "{err}"
+    );
     let err = store
         .put_bytes(&key, Bytes::from_static(b"x"), PutMode::Create)
         .await
@@ -300,5 +309,8 @@ async fn a_missing_container_is_named() {
     let err = store.head(&key).await.unwrap_err();
     assert!(matches!(err, Error::NoSuchBucket { .. }), "{err}");
     let listed: Result<Vec<_>, _> = futures::TryStreamExt::try_collect(store.list("")).await;
-    assert!(matches!(listed, Err(Error::NoSuchBucket { .. })), "{listed:?}");
+    assert!(
+        matches!(listed, Err(Error::NoSuchBucket { .. })),
+        "{listed:?}"
+    );
 }

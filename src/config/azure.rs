@@ -116,7 +116,10 @@ pub fn settings(
     let (endpoint, var) = match (endpoint, file.endpoint) {
         (Some(url), _) => (url, vars::STORAGE_ENDPOINT),
         (None, Some(url)) => (url, vars::STORAGE_CREDENTIALS_FILE),
-        (None, None) => (default_endpoint(&account, "core.windows.net")?, vars::STORAGE_ACCOUNT),
+        (None, None) => (
+            default_endpoint(&account, "core.windows.net")?,
+            vars::STORAGE_ACCOUNT,
+        ),
     };
     if endpoint.scheme() == "http" && !allow_http {
         return Err(ConfigError::new(
@@ -170,9 +173,8 @@ fn account_name(raw: &str) -> Result<String, String> {
         && raw
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    ok.then(|| raw.to_string()).ok_or_else(|| {
-        format!("{raw:?} is not a storage account name (3-24 of a-z, 0-9)")
-    })
+    ok.then(|| raw.to_string())
+        .ok_or_else(|| format!("{raw:?} is not a storage account name (3-24 of a-z, 0-9)"))
 }
 
 fn credentials_file(raw: &str) -> Result<FileSettings, String> {
@@ -246,7 +248,9 @@ fn medusa_json(text: &str) -> Result<FileSettings, String> {
     if let Some(account) = field("storage_account") {
         let account = account_name(account)?;
         if settings.account.as_ref().is_some_and(|a| *a != account) {
-            return Err("names one account in storage_account and another in connection_string".into());
+            return Err(
+                "names one account in storage_account and another in connection_string".into(),
+            );
         }
         settings.account = Some(account);
     }
@@ -304,9 +308,13 @@ fn connection_string(text: &str) -> Result<FileSettings, String> {
     }
     let credentials = match (key, sas_token) {
         (Some(key), _) => AzureCredentials::SharedKey { key },
-        (None, Some(token)) => sas(&token)?.credentials.ok_or("has an empty SharedAccessSignature")?,
+        (None, Some(token)) => sas(&token)?
+            .credentials
+            .ok_or("has an empty SharedAccessSignature")?,
         (None, None) => {
-            return Err("is a connection string without AccountKey or SharedAccessSignature".into());
+            return Err(
+                "is a connection string without AccountKey or SharedAccessSignature".into(),
+            );
         }
     };
     let endpoint = match (blob_endpoint, &account, suffix) {

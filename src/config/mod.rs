@@ -16,11 +16,11 @@ mod storage;
 pub mod vars;
 
 pub use agent::{AgentConfig, CassandraControl};
+pub use azure::{AzureCredentials, AzureSettings};
 pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
     NodesConfig, PassConfig, PurgeConfig, RestoreConfig, RestoreMode, Retention,
 };
-pub use azure::{AzureCredentials, AzureSettings};
 pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 
 use crate::cli::LogArgs;

@@ -118,10 +118,11 @@ impl AzureStore {
     pub async fn create_container(&self) -> Result<()> {
         let mut url = self.container_url();
         url.query_pairs_mut().append_pair("restype", "container");
-        let request = self
-            .request(Method::PUT, url)
-            .header(CONTENT_LENGTH, 0);
-        match self.send("create container", &self.container, request).await {
+        let request = self.request(Method::PUT, url).header(CONTENT_LENGTH, 0);
+        match self
+            .send("create container", &self.container, request)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(Error::Store { message, .. }) if message.contains("ContainerAlreadyExists") => {
                 Ok(())
@@ -186,7 +187,12 @@ impl AzureStore {
 
     /// Authorises and sends a request; any status but success becomes the
     /// error it means.
-    async fn send(&self, operation: &'static str, key: &str, builder: RequestBuilder) -> Result<Response> {
+    async fn send(
+        &self,
+        operation: &'static str,
+        key: &str,
+        builder: RequestBuilder,
+    ) -> Result<Response> {
         let mut request = builder
             .build()
             .map_err(|e| Error::permanent(operation, key, &error_chain(&e.without_url())))?;
@@ -347,12 +353,14 @@ impl AzureStore {
                 let response = self
                     .send("list", &full, self.request(Method::GET, url.clone()))
                     .await?;
-                response.text().await.map_err(|e| transport("list", &full, e))
+                response
+                    .text()
+                    .await
+                    .map_err(|e| transport("list", &full, e))
             })
             .await?;
-        let page: EnumerationResults = quick_xml::de::from_str(&text).map_err(|e| {
-            Error::permanent("list", &full, &format!("unreadable listing: {e}"))
-        })?;
+        let page: EnumerationResults = quick_xml::de::from_str(&text)
+            .map_err(|e| Error::permanent("list", &full, &format!("unreadable listing: {e}")))?;
         let items = page
             .blobs
             .blob
@@ -378,8 +386,12 @@ impl AzureStore {
         let result = self
             .retry
             .run("delete", || async {
-                self.send("delete", key.as_str(), self.request(Method::DELETE, url.clone()))
-                    .await
+                self.send(
+                    "delete",
+                    key.as_str(),
+                    self.request(Method::DELETE, url.clone()),
+                )
+                .await
             })
             .await;
         match result {
@@ -397,7 +409,9 @@ impl AzureStore {
                 .request(Method::DELETE, self.blob_url(&self.name(key)))
                 .header(CONTENT_LENGTH, 0)
                 .build()
-                .map_err(|e| Error::permanent("delete", key.as_str(), &error_chain(&e.without_url())))?;
+                .map_err(|e| {
+                    Error::permanent("delete", key.as_str(), &error_chain(&e.without_url()))
+                })?;
             self.auth.add_query(request.url_mut());
             self.auth.authorize(&mut request).await?;
             // The request line names the path as on the wire (with
@@ -408,7 +422,12 @@ impl AzureStore {
             let headers = request
                 .headers()
                 .iter()
-                .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        v.to_str().unwrap_or_default().to_string(),
+                    )
+                })
                 .collect();
             requests.push(batch::SubRequest { path, headers });
         }
@@ -423,7 +442,10 @@ impl AzureStore {
             .run("delete", || async {
                 let request = self
                     .request(Method::POST, url.clone())
-                    .header(CONTENT_TYPE, format!("multipart/mixed; boundary={boundary}"))
+                    .header(
+                        CONTENT_TYPE,
+                        format!("multipart/mixed; boundary={boundary}"),
+                    )
                     .header(CONTENT_LENGTH, body.len())
                     .body(body.clone());
                 let response = self.send("delete", first, request).await?;
@@ -433,7 +455,10 @@ impl AzureStore {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
-                let text = response.text().await.map_err(|e| transport("delete", first, e))?;
+                let text = response
+                    .text()
+                    .await
+                    .map_err(|e| transport("delete", first, e))?;
                 Ok((content_type, text))
             })
             .await?;
@@ -508,8 +533,12 @@ impl Store for AzureStore {
         let result = self
             .retry
             .run("head", || async {
-                self.send("head", key.as_str(), self.request(Method::HEAD, url.clone()))
-                    .await
+                self.send(
+                    "head",
+                    key.as_str(),
+                    self.request(Method::HEAD, url.clone()),
+                )
+                .await
             })
             .await;
         match result {
@@ -620,9 +649,9 @@ fn classify(
             key: key.to_string(),
         },
         // The bytes that arrived are not the bytes sent: send them again.
-        "Md5Mismatch" | "Crc64Mismatch" => transient(format!(
-            "{code}: {message} (upload damaged in transit)"
-        )),
+        "Md5Mismatch" | "Crc64Mismatch" => {
+            transient(format!("{code}: {message} (upload damaged in transit)"))
+        }
         "ServerBusy" | "OperationTimedOut" | "InternalError" => {
             transient(format!("{code}: {message}"))
         }
@@ -655,9 +684,13 @@ fn classify(
 fn transport(operation: &'static str, key: &str, err: reqwest::Error) -> Error {
     let err = err.without_url();
     let chain = error_chain(&err);
-    if ["invalid peer certificate", "InvalidCertificate", "certificate verify failed"]
-        .iter()
-        .any(|marker| chain.contains(marker))
+    if [
+        "invalid peer certificate",
+        "InvalidCertificate",
+        "certificate verify failed",
+    ]
+    .iter()
+    .any(|marker| chain.contains(marker))
     {
         return Error::Store {
             operation,
@@ -668,8 +701,11 @@ fn transport(operation: &'static str, key: &str, err: reqwest::Error) -> Error {
             transient: false,
         };
     }
-    let transient =
-        err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
+    let transient = err.is_timeout()
+        || err.is_connect()
+        || err.is_request()
+        || err.is_body()
+        || err.is_decode();
     Error::Store {
         operation,
         key: key.to_string(),
@@ -688,10 +724,7 @@ fn block_id(upload: u64, number: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{upload:016x}{number:08}"))
 }
 
-fn joined(
-    done: std::result::Result<Result<()>, tokio::task::JoinError>,
-    name: &str,
-) -> Result<()> {
+fn joined(done: std::result::Result<Result<()>, tokio::task::JoinError>, name: &str) -> Result<()> {
     done.map_err(|join| Error::permanent("put block", name, &join.to_string()))?
 }
 
@@ -725,15 +758,44 @@ mod tests {
     #[test]
     fn errors_mean_what_the_service_says() {
         let c = |status: u16, code: &str, message: &str| {
-            classify("put", "k", "backups", StatusCode::from_u16(status).unwrap(), code, message)
+            classify(
+                "put",
+                "k",
+                "backups",
+                StatusCode::from_u16(status).unwrap(),
+                code,
+                message,
+            )
         };
-        assert!(matches!(c(404, "ContainerNotFound", "x"), Error::NoSuchBucket { .. }));
-        assert!(matches!(c(404, "BlobNotFound", "x"), Error::NotFound { .. }));
-        assert!(matches!(c(409, "BlobAlreadyExists", "x"), Error::AlreadyExists { .. }));
-        assert!(matches!(c(412, "ConditionNotMet", "x"), Error::AlreadyExists { .. }));
-        assert!(matches!(c(403, "AuthenticationFailed", "x"), Error::Denied { .. }));
+        assert!(matches!(
+            c(404, "ContainerNotFound", "x"),
+            Error::NoSuchBucket { .. }
+        ));
+        assert!(matches!(
+            c(404, "BlobNotFound", "x"),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            c(409, "BlobAlreadyExists", "x"),
+            Error::AlreadyExists { .. }
+        ));
+        assert!(matches!(
+            c(412, "ConditionNotMet", "x"),
+            Error::AlreadyExists { .. }
+        ));
+        assert!(matches!(
+            c(403, "AuthenticationFailed", "x"),
+            Error::Denied { .. }
+        ));
         assert!(c(400, "Md5Mismatch", "x").is_transient());
-        assert!(c(400, "InvalidOperation", "Provided contentMD5 doesn't match.").is_transient());
+        assert!(
+            c(
+                400,
+                "InvalidOperation",
+                "Provided contentMD5 doesn't match."
+            )
+            .is_transient()
+        );
         assert!(c(503, "ServerBusy", "x").is_transient());
         assert!(c(500, "", "x").is_transient());
         assert!(!c(400, "InvalidBlockList", "x").is_transient());

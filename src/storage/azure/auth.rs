@@ -122,10 +122,11 @@ fn identity_chain() -> Result<Arc<dyn TokenCredential>> {
             .map_err(|e| failed("workload identity (AZURE_FEDERATED_TOKEN_FILE)", e))?;
         return Ok(credential);
     }
-    let options = env("AZURE_CLIENT_ID").map(|id| azure_identity::ManagedIdentityCredentialOptions {
-        user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
-        ..Default::default()
-    });
+    let options =
+        env("AZURE_CLIENT_ID").map(|id| azure_identity::ManagedIdentityCredentialOptions {
+            user_assigned_id: Some(azure_identity::UserAssignedId::ClientId(id)),
+            ..Default::default()
+        });
     let credential = azure_identity::ManagedIdentityCredential::new(options)
         .map_err(|e| failed("managed identity", e))?;
     Ok(credential)
@@ -172,7 +173,12 @@ fn string_to_sign(account: &str, request: &Request) -> String {
     let mut ms: Vec<(String, &str)> = headers
         .iter()
         .filter(|(name, _)| name.as_str().starts_with("x-ms-"))
-        .map(|(name, value)| (name.as_str().to_string(), value.to_str().unwrap_or_default()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                value.to_str().unwrap_or_default(),
+            )
+        })
         .collect();
     ms.sort();
     for (name, value) in ms {

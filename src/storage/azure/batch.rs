@@ -84,7 +84,10 @@ mod tests {
         );
         let response = "--batchresponse_1\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nHTTP/1.1 404 The specified blob does not exist.\r\nx-ms-error-code: BlobNotFound\r\n\r\n\
                         --batchresponse_1\r\nContent-Type: application/http\r\nContent-ID: 0\r\n\r\nHTTP/1.1 202 Accepted\r\n\r\n--batchresponse_1--\r\n";
-        assert_eq!(statuses("batchresponse_1", response, 2), Some(vec![202, 404]));
+        assert_eq!(
+            statuses("batchresponse_1", response, 2),
+            Some(vec![202, 404])
+        );
         assert_eq!(statuses("batchresponse_1", response, 3), None);
         assert_eq!(
             boundary_of("multipart/mixed; boundary=batchresponse_1"),
