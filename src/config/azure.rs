@@ -178,7 +178,7 @@ fn account_name(raw: &str) -> Result<String, String> {
 }
 
 fn credentials_file(raw: &str) -> Result<FileSettings, String> {
-    let path = parse::readable_file(raw)?;
+    let path = super::storage::credentials_path(raw, super::storage::MEDUSA_AZURE_CREDENTIALS_KEY)?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse_credentials(&text).map_err(|problem| format!("{}: {problem}", path_text(&path)))
@@ -420,6 +420,21 @@ mod tests {
             )
             .contains("104")
         );
+    }
+
+    #[test]
+    fn a_mounted_k8ssandra_secret_directory_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("medusa_azure_credentials.json"),
+            format!(r#"{{"storage_account": "medusabackups", "key": "{KEY}"}}"#),
+        )
+        .unwrap();
+        let file = credentials_file(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(file.account.as_deref(), Some("medusabackups"));
+        let empty = tempfile::tempdir().unwrap();
+        let err = credentials_file(empty.path().to_str().unwrap()).unwrap_err();
+        assert!(err.contains("medusa_azure_credentials.json"), "{err}");
     }
 
     #[test]

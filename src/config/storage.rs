@@ -407,13 +407,15 @@ pub const OPERATOR_CREDENTIALS_KEY: &str = "credentials";
 pub const MEDUSA_S3_CREDENTIALS_KEY: &str = "medusa_s3_credentials";
 /// Medusa's (K8ssandra v1) key for Google Cloud Storage.
 pub const MEDUSA_GCS_CREDENTIALS_KEY: &str = "medusa_gcp_key.json";
+/// Medusa's (K8ssandra v1) key for Azure Blob Storage.
+pub const MEDUSA_AZURE_CREDENTIALS_KEY: &str = "medusa_azure_credentials.json";
 
 /// The credentials file named by `KASSETTE_STORAGE_CREDENTIALS_FILE`. A
 /// directory (a storage Secret mounted whole, as the charts do) stands for
 /// the first file present in it of k8ssandra-operator's `credentials`, then
 /// the provider's Medusa key (`provider_key`), so a K8ssandra user's
 /// existing Secret works as it is.
-fn credentials_path(raw: &str, provider_key: &str) -> Result<PathBuf, String> {
+pub(super) fn credentials_path(raw: &str, provider_key: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(raw.trim());
     if !path.is_dir() {
         return parse::readable_file(raw);
