@@ -4,13 +4,17 @@
 #
 # Section "storage": the same ≥ 2 GiB of SSTable-like files (many small, some
 # medium, a few large; random, so incompressible like compressed SSTables)
-# uploaded to and downloaded from the local MinIO by
-#   - kassette's storage layer (CRC32C + SHA-256 in the read pass, shared
-#     limits, retries, verified temp-file downloads), and
-#   - a raw baseline: plain aws-sdk-s3 PutObject / multipart upload and
-#     GetObject to file, same part size (8 MiB) and concurrency, no checks.
+# uploaded to and downloaded from the local MinIO, then Azurite
+# (KASSETTE_BENCH_AZURE=0 skips it), by
+#   - kassette's storage layer (CRC32C + BLAKE3 in the read pass, Azure's
+#     per-block MD5, shared limits, retries, verified temp-file downloads), and
+#   - a raw baseline of the same client: plain aws-sdk-s3 PutObject /
+#     multipart upload and GetObject to file; for Azure, signed reqwest Put
+#     Blob / Put Block + Put Block List and Get Blob to file. Same part size
+#     (8 MiB) and concurrency, no checks.
 # Reported per run: throughput, peak RSS (GNU time), and storage requests
-# (MinIO's own request counter). Each pair runs ROUNDS (5) times, alternating; the table shows medians.
+# (MinIO's own request counter; Azurite has none). Each pair runs ROUNDS (5)
+# times, alternating; the tables ($KASSETTE_RUN/bench/{s3,azure}.md) show medians.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KASSETTE_REPO"
 
@@ -45,29 +49,21 @@ make_data() {
   touch "$data/.complete"
 }
 
-# S3 API requests served so far (MinIO's v3 metrics are live; v2 lag ~10 s).
+# requests — storage requests served so far: MinIO's own counter (v3
+# metrics are live; v2 lag ~10 s). Azurite counts nothing: "-".
 requests() {
-  curl -fs "$KASSETTE_TEST_S3_ENDPOINT/minio/metrics/v3/api/requests" |
-    awk '/^minio_api_requests_total/ {s += $2} END {printf "%d", s}'
+  if [ "$store" = s3 ]; then
+    curl -fs "$KASSETTE_TEST_S3_ENDPOINT/minio/metrics/v3/api/requests" |
+      awk '/^minio_api_requests_total/ {s += $2} END {printf "%d", s}'
+  else
+    echo 0
+  fi
 }
 
-make_data
-bucket="kassette-bench-$(date +%s)"
-curl -fs --aws-sigv4 "aws:amz:us-east-1:s3" \
-  --user "$KASSETTE_TEST_S3_ACCESS_KEY:$KASSETTE_TEST_S3_SECRET_KEY" \
-  -X PUT "$KASSETTE_TEST_S3_ENDPOINT/$bucket" >/dev/null || die "cannot create bucket $bucket"
-
-export KASSETTE_STORAGE_PROVIDER=s3 KASSETTE_STORAGE_BUCKET="$bucket" \
-  KASSETTE_STORAGE_ENDPOINT="$KASSETTE_TEST_S3_ENDPOINT" KASSETTE_STORAGE_ALLOW_HTTP=true \
-  KASSETTE_STORAGE_CREDENTIALS_FILE="$KASSETTE_TEST_S3_CREDENTIALS_FILE" \
-  KASSETTE_CONCURRENCY="$CONCURRENCY" KASSETTE_LOG=warn
-
-results="$out_dir/storage-runs.tsv"
-: >"$results"
 # run ENGINE OP ROUND — one measured run, appended to $results.
 run() {
   local engine="$1" op="$2" round="$3" prefix="$1-r$3" dir digests before after rss json
-  digests="$out_dir/$prefix.digests.json"
+  digests="$out_dir/$store-$prefix.digests.json"
   if [ "$op" = upload ]; then dir="$data"; else dir="$out_dir/restore-$prefix"; rm -rf "$dir"; fi
   sync
   before="$(requests)"
@@ -84,24 +80,29 @@ PY
     rm -rf "$dir"
     "$bin" kassette delete - "$prefix" >/dev/null # keep the store from filling up
   fi
-  log "$engine $op round $round: $(cut -f5 <<<"$(tail -n 1 "$results")")s"
+  log "$store $engine $op round $round: $(cut -f5 <<<"$(tail -n 1 "$results")")s"
 }
 
-for ((r = 1; r <= ROUNDS; r++)); do
-  run raw upload "$r"; run kassette upload "$r"
-  run raw download "$r"; run kassette download "$r"
-done
-
-table="$out_dir/storage.md"
-python3 - "$results" "$CONCURRENCY" "$ROUNDS" >"$table" <<'PY'
+# section TITLE — ROUNDS alternating raw / kassette runs against the store
+# the KASSETTE_STORAGE_* variables name; the table of medians.
+section() {
+  local title="$1" r
+  results="$out_dir/$store-runs.tsv"
+  : >"$results"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    run raw upload "$r"; run kassette upload "$r"
+    run raw download "$r"; run kassette download "$r"
+  done
+  table="$out_dir/$store.md"
+  python3 - "$results" "$CONCURRENCY" "$ROUNDS" "$title" "$store" >"$table" <<'PY'
 import sys, statistics
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-concurrency, rounds = sys.argv[2], sys.argv[3]
+concurrency, rounds, title, store = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 agg = {}
 for engine, op, files, nbytes, secs, rss, reqs in rows:
     a = agg.setdefault((engine, op), {"files": int(files), "bytes": int(nbytes), "secs": [], "rss": [], "reqs": []})
     a["secs"].append(float(secs)); a["rss"].append(int(rss)); a["reqs"].append(int(reqs))
-print(f"### storage (MinIO on loopback, concurrency {concurrency}, median of {rounds} rounds)\n")
+print(f"### storage: {title}, concurrency {concurrency}, median of {rounds} rounds\n")
 print("| engine | operation | files | GiB | seconds | MiB/s | peak RSS (MiB) | storage requests | kassette / raw |")
 print("|---|---|---|---|---|---|---|---|---|")
 for op in ("upload", "download"):
@@ -114,11 +115,48 @@ for op in ("upload", "download"):
         if engine == "kassette" and raw:
             raw_rate = raw["bytes"] / statistics.median(raw["secs"]) / 2**20
             ratio = f"{rate / raw_rate:.2f}"
+        reqs = str(round(statistics.mean(a["reqs"]))) if store == "s3" else "-"
         print(f"| {engine} | {op} | {a['files']} | {a['bytes']/2**30:.2f} | {secs:.1f} | {rate:.0f} | "
-              f"{max(a['rss'])/1024:.0f} | {round(statistics.mean(a['reqs']))} | {ratio} |")
+              f"{max(a['rss'])/1024:.0f} | {reqs} | {ratio} |")
 PY
-cat "$table"
-log "table written to $table"
+  cat "$table"
+  log "table written to $table"
+}
+
+make_data
+
+# S3: MinIO; raw = plain aws-sdk-s3.
+store=s3
+bucket="kassette-bench-$(date +%s)"
+curl -fs --aws-sigv4 "aws:amz:us-east-1:s3" \
+  --user "$KASSETTE_TEST_S3_ACCESS_KEY:$KASSETTE_TEST_S3_SECRET_KEY" \
+  -X PUT "$KASSETTE_TEST_S3_ENDPOINT/$bucket" >/dev/null || die "cannot create bucket $bucket"
+(
+  export KASSETTE_STORAGE_PROVIDER=s3 KASSETTE_STORAGE_BUCKET="$bucket" \
+    KASSETTE_STORAGE_ENDPOINT="$KASSETTE_TEST_S3_ENDPOINT" KASSETTE_STORAGE_ALLOW_HTTP=true \
+    KASSETTE_STORAGE_CREDENTIALS_FILE="$KASSETTE_TEST_S3_CREDENTIALS_FILE" \
+    KASSETTE_CONCURRENCY="$CONCURRENCY" KASSETTE_LOG=warn
+  section "S3 (MinIO on loopback)"
+)
+
+# Azure: Azurite; raw = single signed reqwest requests (Put Blob, Put Block
+# + Put Block List, Get Blob), without kassette's MD5, BLAKE3, retries or
+# limits.
+if [ "${KASSETTE_BENCH_AZURE:-1}" = 1 ]; then
+  store=azure
+  scripts/azurite.sh install >/dev/null
+  scripts/azurite.sh start >/dev/null
+  # shellcheck disable=SC1091
+  source "$KASSETTE_RUN/azurite.env"
+  (
+    export KASSETTE_STORAGE_PROVIDER=azure KASSETTE_STORAGE_BUCKET="kassette-bench-$(date +%s)" \
+      KASSETTE_STORAGE_ENDPOINT="$KASSETTE_TEST_AZURE_ENDPOINT" KASSETTE_STORAGE_ALLOW_HTTP=true \
+      KASSETTE_STORAGE_CREDENTIALS_FILE="$KASSETTE_TEST_AZURE_CREDENTIALS_FILE" \
+      KASSETTE_CONCURRENCY="$CONCURRENCY" KASSETTE_LOG=warn
+    "$bin" kassette create - - >/dev/null || die "cannot create the Azure container"
+    section "Azure Blob Storage (Azurite on loopback)"
+  )
+fi
 
 # Section "passes": the backup and restore passes end to end.
 if [ "${KASSETTE_BENCH_PASSES:-1}" = 1 ]; then

@@ -5,12 +5,13 @@
 #   scripts/env.sh clean   stop and delete all runtime state
 #   scripts/env.sh status  one line per service
 # Components: a 3-node Cassandra cluster, MinIO (S3), fake-gcs-server (GCS),
+# Azurite (Azure Blob Storage),
 # etcd + kube-apiserver (+ helm, kubectl). Each has its own script beside this.
 # Set KASSETTE_CASSANDRA_NODES=1 for a one-node cluster.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 here="$KASSETTE_REPO/scripts"
-components=(cassandra minio gcs k8s)
+components=(cassandra minio gcs azurite k8s)
 nodes="${KASSETTE_CASSANDRA_NODES:-3}"
 
 # run_all ACTION — run "<component>.sh ACTION" for every component at once,

@@ -70,11 +70,11 @@ pub struct LogArgs {
 #[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Storage")]
 pub struct StorageArgs {
-    /// Storage provider: `s3` (Amazon S3 and S3-compatible stores), `gcs` or
-    /// `local` (a mounted directory).
+    /// Storage provider: `s3` (Amazon S3 and S3-compatible stores), `gcs`,
+    /// `azure` (Azure Blob Storage) or `local` (a mounted directory).
     #[arg(long, env = vars::STORAGE_PROVIDER, value_name = "PROVIDER")]
     pub storage_provider: Option<String>,
-    /// Bucket name (s3, gcs).
+    /// Bucket name (s3, gcs), or container name (azure).
     #[arg(long, env = vars::STORAGE_BUCKET, value_name = "BUCKET")]
     pub storage_bucket: Option<String>,
     /// Root directory (local).
@@ -84,17 +84,20 @@ pub struct StorageArgs {
     /// share one.
     #[arg(long, env = vars::STORAGE_PREFIX, value_name = "PREFIX")]
     pub storage_prefix: Option<String>,
-    /// Endpoint URL of an S3-compatible store, or of a GCS emulator.
+    /// Endpoint URL of an S3-compatible store, of a GCS emulator, or of an
+    /// Azure blob service (Azurite, sovereign clouds).
     #[arg(long, env = vars::STORAGE_ENDPOINT, value_name = "URL", hide_env_values = true)]
     pub storage_endpoint: Option<String>,
     /// S3 region (default: the AWS default chain, else us-east-1).
     #[arg(long, env = vars::STORAGE_REGION, value_name = "REGION")]
     pub storage_region: Option<String>,
-    /// An AWS credentials INI file (s3) or a service-account JSON key (gcs),
-    /// or a directory holding one under K8ssandra's key names (`credentials`,
-    /// else `medusa_s3_credentials` / `medusa_gcp_key.json`: a mounted
+    /// An AWS credentials INI file (s3), a service-account JSON key (gcs),
+    /// for azure a `medusa_azure_credentials.json`, a connection string, a
+    /// SAS token or an account key; or a directory holding one under
+    /// K8ssandra's key names (`credentials`, else `medusa_s3_credentials` /
+    /// `medusa_gcp_key.json` / `medusa_azure_credentials.json`: a mounted
     /// Secret); without it, the provider's default chain (IRSA, pod identity,
-    /// workload identity, environment, instance metadata).
+    /// workload identity, managed identity, environment, instance metadata).
     #[arg(long, env = vars::STORAGE_CREDENTIALS_FILE, value_name = "FILE")]
     pub storage_credentials_file: Option<String>,
     /// Allow a plain-HTTP endpoint (`true`/`false`; default false).
@@ -113,6 +116,10 @@ pub struct StorageArgs {
     /// File holding a 256-bit SSE-C key, raw or base64 (s3; needs https).
     #[arg(long, env = vars::STORAGE_SSE_C_KEY_FILE, value_name = "FILE")]
     pub storage_sse_c_key_file: Option<String>,
+    /// Azure storage account name (azure; default: the one the credentials
+    /// file names).
+    #[arg(long, env = vars::STORAGE_ACCOUNT, value_name = "ACCOUNT")]
+    pub storage_account: Option<String>,
     /// Bandwidth limit shared by all transfers of this process, e.g.
     /// `200MiB/s` (default: unlimited).
     #[arg(long, env = vars::MAX_BANDWIDTH, value_name = "RATE")]

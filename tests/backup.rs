@@ -1,7 +1,7 @@
 //! End to end: `kassette backup` (and list / status / verify / purge) as
 //! processes, against the real 3-node cluster with one real agent process
-//! per node, on the real S3-compatible server, the GCS emulator and a local
-//! directory.
+//! per node, on the real S3-compatible server, the GCS emulator, Azurite
+//! (Azure Blob Storage) and a local directory.
 
 mod common;
 
@@ -265,6 +265,11 @@ async fn s3_full_and_differential_backups() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcs_full_and_differential_backups() {
     full_then_differential(StoreKind::Gcs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_full_and_differential_backups() {
+    full_then_differential(StoreKind::Azure).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

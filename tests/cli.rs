@@ -70,7 +70,8 @@ fn a_bad_provider_is_named_with_the_choices() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        text(&out).contains(r#"KASSETTE_STORAGE_PROVIDER: "s4" is not one of s3, gcs, local"#),
+        text(&out)
+            .contains(r#"KASSETTE_STORAGE_PROVIDER: "s4" is not one of s3, gcs, azure, local"#),
         "{}",
         text(&out)
     );

@@ -1,8 +1,8 @@
 //! End to end: `kassette restore` as a process against the real 3-node
 //! cluster (node 3 with two data directories), one real agent process per
-//! node, on the real S3-compatible server, the GCS emulator and a local
-//! directory. Rows are derived from their keys and read back at
-//! consistency ALL.
+//! node, on the real S3-compatible server, the GCS emulator, Azurite
+//! (Azure Blob Storage) and a local directory. Rows are derived from their
+//! keys and read back at consistency ALL.
 
 mod common;
 
@@ -211,6 +211,11 @@ async fn s3_replace_restores_every_table_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcs_replace_restores_every_table_exactly() {
     replace_restores_exactly(StoreKind::Gcs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_replace_restores_every_table_exactly() {
+    replace_restores_exactly(StoreKind::Azure).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

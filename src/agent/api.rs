@@ -64,6 +64,8 @@ impl StoreIdentity {
             Backend::Gcs {
                 bucket, endpoint, ..
             } => ("gcs", endpoint.as_ref(), bucket.clone()),
+            // The endpoint is always resolved for Azure: it names the account.
+            Backend::Azure(azure) => ("azure", Some(&azure.endpoint), azure.container.clone()),
             Backend::Local { root } => ("local", None, root.display().to_string()),
         };
         Self {

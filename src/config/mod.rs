@@ -9,12 +9,14 @@
 //! contents never appear in an error.
 
 mod agent;
+mod azure;
 mod coordinator;
 pub mod parse;
 mod storage;
 pub mod vars;
 
 pub use agent::{AgentConfig, CassandraControl};
+pub use azure::{AzureCredentials, AzureSettings};
 pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
     NodesConfig, PassConfig, PurgeConfig, RestoreConfig, RestoreMode, Retention,

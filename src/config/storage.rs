@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use url::Url;
 
+use super::azure::{self, AzureSettings};
 use super::{ConfigError, optional, parse, required, unused, vars};
 use crate::cli::StorageArgs;
 
@@ -38,6 +39,8 @@ pub enum Backend {
         endpoint: Option<Url>,
         credentials_file: Option<PathBuf>,
     },
+    /// Azure Blob Storage; the container is `KASSETTE_STORAGE_BUCKET`.
+    Azure(AzureSettings),
     Local {
         root: PathBuf,
     },
@@ -79,6 +82,7 @@ pub struct TransferLimits {
 enum Provider {
     S3,
     Gcs,
+    Azure,
     Local,
 }
 
@@ -87,13 +91,14 @@ impl StorageConfig {
         let provider = required(
             vars::STORAGE_PROVIDER,
             args.storage_provider.as_deref(),
-            "one of s3, gcs, local",
+            "one of s3, gcs, azure, local",
             |raw| {
                 parse::one_of(
                     raw,
                     &[
                         ("s3", Provider::S3),
                         ("gcs", Provider::Gcs),
+                        ("azure", Provider::Azure),
                         ("local", Provider::Local),
                     ],
                 )
@@ -102,8 +107,16 @@ impl StorageConfig {
         let backend = match provider {
             Provider::S3 => s3_backend(args)?,
             Provider::Gcs => gcs_backend(args)?,
+            Provider::Azure => azure_backend(args)?,
             Provider::Local => local_backend(args)?,
         };
+        if provider != Provider::Azure {
+            unused(
+                vars::STORAGE_ACCOUNT,
+                args.storage_account.as_deref(),
+                "except with azure",
+            )?;
+        }
         let prefix = optional(
             vars::STORAGE_PREFIX,
             args.storage_prefix.as_deref(),
@@ -272,6 +285,27 @@ fn gcs_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
     })
 }
 
+fn azure_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
+    let s3_only = [
+        (vars::STORAGE_REGION, &args.storage_region),
+        (vars::STORAGE_CLASS, &args.storage_class),
+        (vars::STORAGE_SSE_KMS_KEY_ID, &args.storage_sse_kms_key_id),
+        (vars::STORAGE_SSE_C_KEY_FILE, &args.storage_sse_c_key_file),
+        (vars::STORAGE_PATH, &args.storage_path),
+    ];
+    for (var, value) in s3_only {
+        unused(var, value.as_deref(), "with azure")?;
+    }
+    let allow_http = optional(
+        vars::STORAGE_ALLOW_HTTP,
+        args.storage_allow_http.as_deref(),
+        parse::boolean,
+    )?
+    .unwrap_or(false);
+    let settings = azure::settings(args, endpoint(args)?, allow_http)?;
+    Ok(Backend::Azure(settings))
+}
+
 fn local_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
     let object_store_only = [
         (vars::STORAGE_BUCKET, &args.storage_bucket),
@@ -387,13 +421,15 @@ pub const OPERATOR_CREDENTIALS_KEY: &str = "credentials";
 pub const MEDUSA_S3_CREDENTIALS_KEY: &str = "medusa_s3_credentials";
 /// Medusa's (K8ssandra v1) key for Google Cloud Storage.
 pub const MEDUSA_GCS_CREDENTIALS_KEY: &str = "medusa_gcp_key.json";
+/// Medusa's (K8ssandra v1) key for Azure Blob Storage.
+pub const MEDUSA_AZURE_CREDENTIALS_KEY: &str = "medusa_azure_credentials.json";
 
 /// The credentials file named by `KASSETTE_STORAGE_CREDENTIALS_FILE`. A
 /// directory (a storage Secret mounted whole, as the charts do) stands for
 /// the first file present in it of k8ssandra-operator's `credentials`, then
 /// the provider's Medusa key (`provider_key`), so a K8ssandra user's
 /// existing Secret works as it is.
-fn credentials_path(raw: &str, provider_key: &str) -> Result<PathBuf, String> {
+pub(super) fn credentials_path(raw: &str, provider_key: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(raw.trim());
     if !path.is_dir() {
         return parse::readable_file(raw);
@@ -476,7 +512,7 @@ mod tests {
         let err = StorageConfig::from_args(&args).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "KASSETTE_STORAGE_PROVIDER: \"s4\" is not one of s3, gcs, local"
+            "KASSETTE_STORAGE_PROVIDER: \"s4\" is not one of s3, gcs, azure, local"
         );
     }
 

@@ -59,6 +59,7 @@ fn catalog_tag_prefix(storage: &StorageConfig, cluster: &ClusterConfig) -> Strin
             endpoint.as_ref().map(url::Url::as_str).unwrap_or_default()
         ),
         Backend::Gcs { bucket, .. } => format!("gcs|{bucket}"),
+        Backend::Azure(azure) => format!("azure|{}|{}", azure.endpoint, azure.container),
         Backend::Local { root } => format!("local|{}", root.display()),
     };
     let identity = format!(

@@ -1,5 +1,6 @@
-//! Object storage: one small interface, three backends (S3 and
-//! S3-compatible stores, Google Cloud Storage, a local directory), and the
+//! Object storage: one small interface, four backends (S3 and
+//! S3-compatible stores, Google Cloud Storage, Azure Blob Storage, a local
+//! directory), and the
 //! shared machinery every byte goes through — checksums, retries, limits.
 //!
 //! # Contract
@@ -34,6 +35,7 @@
 //! directory); the layout of kassette's objects is the catalog's business,
 //! not this module's.
 
+pub mod azure;
 mod digest;
 mod error;
 pub mod gcs;
@@ -204,6 +206,7 @@ pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>> {
         Backend::Local { root } => Arc::new(local::LocalStore::new(root, &config.prefix, limits)?),
         Backend::S3 { .. } => Arc::new(s3::S3Store::open(config, limits).await?),
         Backend::Gcs { .. } => Arc::new(gcs::GcsStore::open(config, limits).await?),
+        Backend::Azure(_) => Arc::new(azure::AzureStore::open(config, limits).await?),
     };
     Ok(store)
 }

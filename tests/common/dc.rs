@@ -22,6 +22,7 @@ pub const NODES: usize = 3;
 pub enum StoreKind {
     S3,
     Gcs,
+    Azure,
     Local,
 }
 
@@ -273,6 +274,20 @@ impl Datacenter {
                 );
                 set("KASSETTE_STORAGE_ALLOW_HTTP", "true");
             }
+            Backend::Azure(azure) => {
+                set("KASSETTE_STORAGE_PROVIDER", "azure");
+                set("KASSETTE_STORAGE_BUCKET", &azure.container);
+                set(
+                    "KASSETTE_STORAGE_ENDPOINT",
+                    &setting("KASSETTE_TEST_AZURE_ENDPOINT"),
+                );
+                // K8ssandra's medusa_azure_credentials.json, as it is.
+                set(
+                    "KASSETTE_STORAGE_CREDENTIALS_FILE",
+                    &setting("KASSETTE_TEST_AZURE_CREDENTIALS_FILE"),
+                );
+                set("KASSETTE_STORAGE_ALLOW_HTTP", "true");
+            }
             Backend::Local { root } => {
                 set("KASSETTE_STORAGE_PROVIDER", "local");
                 set("KASSETTE_STORAGE_PATH", &root.display().to_string());
@@ -464,6 +479,10 @@ async fn new_storage(kind: StoreKind, dir: &Path) -> StorageConfig {
             prefix,
             limits,
         },
+        StoreKind::Azure => {
+            let container = super::new_azure_container().await;
+            super::azure_storage_config(&container, &prefix)
+        }
         StoreKind::Local => {
             let root = dir.join("store");
             std::fs::create_dir_all(&root).unwrap();

@@ -199,6 +199,39 @@ pub async fn new_gcs_bucket() -> String {
     bucket
 }
 
+/// kassette's settings for `container` on Azurite, authorised by the
+/// test account's `medusa_azure_credentials.json` (as K8ssandra mounts it).
+pub fn azure_storage_config(container: &str, prefix: &str) -> kassette::config::StorageConfig {
+    use kassette::cli::StorageArgs;
+    let args = StorageArgs {
+        storage_provider: Some("azure".into()),
+        storage_bucket: Some(container.to_string()),
+        storage_endpoint: Some(setting("KASSETTE_TEST_AZURE_ENDPOINT")),
+        storage_allow_http: Some("true".into()),
+        storage_credentials_file: Some(setting("KASSETTE_TEST_AZURE_CREDENTIALS_FILE")),
+        storage_prefix: Some(prefix.to_string()),
+        ..Default::default()
+    };
+    kassette::config::StorageConfig::from_args(&args).expect("Azure test settings")
+}
+
+/// A new, empty container on Azurite.
+pub async fn new_azure_container() -> String {
+    let container = unique("kassette-az-");
+    let config = azure_storage_config(&container, "");
+    let store = kassette::storage::azure::AzureStore::open(
+        &config,
+        kassette::storage::Limits::new(&config.limits),
+    )
+    .await
+    .expect("open Azure store");
+    store
+        .create_container()
+        .await
+        .unwrap_or_else(|e| panic!("create container {container}: {e}"));
+    container
+}
+
 /// Data directories of test node `node` (1-based); two on the JBOD node.
 pub fn cassandra_data_dirs(node: usize) -> Vec<PathBuf> {
     setting(&format!("KASSETTE_TEST_CASSANDRA_DATA_{node}"))

@@ -158,6 +158,10 @@ agents and CQL, storage, logging, the pass. */ -}}
 - name: KASSETTE_STORAGE_REGION
   value: {{ . | quote }}
 {{- end }}
+{{- with $s.account }}
+- name: KASSETTE_STORAGE_ACCOUNT
+  value: {{ . | quote }}
+{{- end }}
 {{- if $s.existingSecret }}
 - name: KASSETTE_STORAGE_CREDENTIALS_FILE
   {{- if $s.existingSecretKey }}
