@@ -183,6 +183,19 @@ pub struct RetentionArgs {
     pub retention_max_age: Option<String>,
 }
 
+/// The coordinator's own Pod, for Events on its Job.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Kubernetes Events")]
+pub struct PodArgs {
+    /// This pod's name (the charts set it from `metadata.name`); with
+    /// --pod-namespace, the pass posts Events on the Job that owns the pod.
+    #[arg(long, env = vars::POD_NAME, value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// This pod's namespace (from `metadata.namespace`).
+    #[arg(long, env = vars::POD_NAMESPACE, value_name = "NAMESPACE")]
+    pub pod_namespace: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Name of the backup to create (default: the UTC start time,
@@ -203,6 +216,8 @@ pub struct BackupArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub pass: PassArgs,
+    #[command(flatten)]
+    pub pod: PodArgs,
     /// Prometheus Pushgateway base URL; when set, the pass pushes its
     /// metrics (success, last success time, duration, bytes, files).
     #[arg(long, env = vars::PUSHGATEWAY_URL, value_name = "URL")]
@@ -251,6 +266,8 @@ pub struct RestoreArgs {
     pub nodes: NodesArgs,
     #[command(flatten)]
     pub pass: PassArgs,
+    #[command(flatten)]
+    pub pod: PodArgs,
 }
 
 #[derive(Debug, Args)]

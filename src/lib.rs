@@ -21,6 +21,7 @@
 //! - [`agent`] — the node agent's HTTP API (one per Cassandra node).
 //! - [`coordinator`] — the datacenter-wide passes: backup, purge,
 //!   list/status/verify; discovery, lease, agent client.
+//! - [`k8s`] — Events on the coordinator's Job.
 //! - `commands` — what each subcommand prints and how it exits.
 
 pub mod agent;
@@ -31,6 +32,7 @@ mod commands;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod k8s;
 pub mod storage;
 pub mod telemetry;
 

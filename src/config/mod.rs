@@ -17,7 +17,7 @@ pub mod vars;
 pub use agent::{AgentConfig, CassandraControl};
 pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
-    NodesConfig, PassConfig, PurgeConfig, RestoreConfig, RestoreMode, Retention,
+    NodesConfig, PassConfig, PodIdentity, PurgeConfig, RestoreConfig, RestoreMode, Retention,
 };
 pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 

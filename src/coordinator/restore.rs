@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use bytesize::ByteSize;
 use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
@@ -32,6 +33,7 @@ use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
 use crate::cassandra::schema::{self, Object, Statement};
 use crate::catalog::{BackupManifest, Catalog, NodeManifest};
 use crate::config::{RestoreConfig, RestoreMode, vars};
+use crate::k8s::{Events, Reason};
 
 /// What a successful restore reports.
 #[derive(Debug, Clone)]
@@ -46,7 +48,68 @@ pub struct RestoreOutcome {
     pub duration: std::time::Duration,
 }
 
+impl RestoreOutcome {
+    /// The one-line summary a person reads (stdout, the `Completed` Event).
+    pub fn summary(&self) -> String {
+        let tables: Vec<String> = self
+            .tables
+            .iter()
+            .map(|(k, t)| format!("{k}.{t}"))
+            .collect();
+        format!(
+            "restore of {} complete: {} tables ({}), {} files, {} imported ({} downloaded now){}, {:.1} s",
+            self.backup,
+            tables.len(),
+            tables.join(", "),
+            self.files,
+            ByteSize(self.bytes),
+            ByteSize(self.downloaded_bytes),
+            if self.created.is_empty() {
+                String::new()
+            } else {
+                format!("; recreated {}", self.created.join(", "))
+            },
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+/// Runs the pass, telling Kubernetes (Events on the Job, when running in
+/// one) how it started, went and ended.
 pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
+    let events = Events::connect(config.pod.as_ref()).await;
+    events
+        .post(
+            Reason::Started,
+            format!(
+                "restore of backup {} into {}/{} ({} mode) starting",
+                config.backup,
+                config.cluster.cluster,
+                config.cluster.datacenter,
+                mode_name(config.mode)
+            ),
+        )
+        .await;
+    let result = pass(config, &events).await;
+    match &result {
+        Ok(outcome) => events.post(Reason::Completed, outcome.summary()).await,
+        Err(err) => {
+            let why = crate::storage::error_chain(err);
+            let message = format!("restore of backup {}: {why}", config.backup);
+            events.post(Reason::Failed, message).await;
+        }
+    }
+    result
+}
+
+fn mode_name(mode: RestoreMode) -> &'static str {
+    match mode {
+        RestoreMode::Replace => "replace",
+        RestoreMode::Merge => "merge",
+    }
+}
+
+async fn pass(config: &RestoreConfig, events: &Events) -> Result<RestoreOutcome, PassError> {
     let start = Instant::now();
     let catalog = Catalog::open(&config.storage, &config.cluster).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
@@ -58,6 +121,17 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
     let plan = map_nodes(&manifests, &live)?;
     let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
+    events
+        .post(
+            Reason::LeaseTaken,
+            format!(
+                "lease of the catalog taken; backup {}, {} tables, {} nodes",
+                backup.name,
+                tables.len(),
+                live.len()
+            ),
+        )
+        .await;
     let pass = Restore {
         config,
         backup: &backup,
@@ -66,6 +140,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         plan: &plan,
         cql: &cql,
         first: live[0].cql_address(config.nodes.cql.port),
+        events,
     };
     let result = with_lease(&mut lease, pass.run()).await;
     release_lease(lease).await;
@@ -197,26 +272,63 @@ struct Restore<'a> {
     plan: &'a Plan<'a>,
     cql: &'a Cql,
     first: std::net::SocketAddr,
+    events: &'a Events,
 }
 
 type Reports = (Vec<DownloadReport>, Vec<ImportReport>, Vec<String>);
 
 impl Restore<'_> {
     async fn run(&self) -> Result<Reports, PassError> {
+        self.events
+            .post(
+                Reason::Download,
+                format!(
+                    "{} nodes downloading and verifying their files into staging",
+                    self.plan.pairs.len()
+                ),
+            )
+            .await;
         let downloads = self.download_all().await?;
+        let files = downloads.iter().map(|r| r.files).sum::<u64>();
+        let bytes = downloads.iter().map(|r| r.bytes).sum::<u64>();
         tracing::info!(
-            files = downloads.iter().map(|r| r.files).sum::<u64>(),
-            bytes = downloads.iter().map(|r| r.bytes).sum::<u64>(),
+            files,
+            bytes,
             "every node has its files staged and verified; changing the live cluster now"
         );
+        self.events
+            .post(
+                Reason::Schema,
+                format!(
+                    "{files} files ({}) staged and verified on every node; creating the missing schema",
+                    ByteSize(bytes)
+                ),
+            )
+            .await;
         let created = self.create_missing_schema().await?;
         let truncated_at = Timestamp::now();
         if self.config.mode == RestoreMode::Replace {
+            self.events
+                .post(
+                    Reason::Truncate,
+                    format!("truncating {} tables", self.tables.len()),
+                )
+                .await;
             for (keyspace, table) in self.tables {
                 self.cql.truncate(keyspace, table).await?;
                 tracing::info!(%keyspace, %table, "truncated");
             }
         }
+        self.events
+            .post(
+                Reason::Import,
+                format!(
+                    "importing {} tables on {} nodes",
+                    self.tables.len(),
+                    self.plan.pairs.len()
+                ),
+            )
+            .await;
         let imports = self.import_all().await?;
         self.clean_up(truncated_at).await;
         Ok((downloads, imports, created))
