@@ -216,12 +216,12 @@ pub struct BackupArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub pass: PassArgs,
-    #[command(flatten)]
-    pub pod: PodArgs,
     /// Prometheus Pushgateway base URL; when set, the pass pushes its
     /// metrics (success, last success time, duration, bytes, files).
     #[arg(long, env = vars::PUSHGATEWAY_URL, value_name = "URL")]
     pub pushgateway_url: Option<String>,
+    #[command(flatten)]
+    pub pod: PodArgs,
 }
 
 /// How a coordinator pass behaves while it runs.

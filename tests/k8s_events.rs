@@ -192,7 +192,7 @@ async fn job_and_pod(admin: &Client, ns: &str) -> (Job, PodIdentity) {
     (job, pod)
 }
 
-/// The Events whose involvedObject is `job` (by uid), oldest first.
+/// kassette's Events whose involvedObject is `job` (by uid), oldest first.
 async fn events_on(admin: &Client, ns: &str, job: &Job) -> Vec<Event> {
     let uid = job.metadata.uid.clone().expect("uid");
     let mut events: Vec<Event> = Api::<Event>::namespaced(admin.clone(), ns)
@@ -202,6 +202,8 @@ async fn events_on(admin: &Client, ns: &str, job: &Job) -> Vec<Event> {
         .items
         .into_iter()
         .filter(|e| e.involved_object.uid.as_deref() == Some(uid.as_str()))
+        // Not the job controller's (`Suspended`, when it runs).
+        .filter(|e| e.reporting_component.as_deref() == Some("kassette"))
         .collect();
     events.sort_by_key(|e| e.metadata.name.clone());
     events
