@@ -24,8 +24,8 @@
 # source, licenses, revision, created).
 #
 # Why umoci (Debian's 0.4.7) rather than crane: umoci writes and unpacks an
-# OCI image layout on disk, which is all this needs (`init`, `new`, `insert`,
-# `config`, `unpack`); crane is registry-first, would have to be built from
+# OCI image layout on disk, which is all this needs (`init`, `new`, `unpack`,
+# `repack`, `config`); crane is registry-first, would have to be built from
 # the Go module proxy, and cannot unpack a root filesystem. Timestamps come
 # from the commit (SOURCE_DATE_EPOCH), so the same binary at the same commit
 # gives the same image digest.
@@ -120,16 +120,25 @@ stage() {
 }
 
 # assemble LAYOUT TAG STAGE EPOCH LABEL... — a fresh one-layer image.
+# The layer comes from `umoci repack` of an unpacked empty image with the
+# staged files copied in: umoci 0.4.7's `insert` leaves the tar without its
+# end-of-archive blocks (opencontainers/umoci#436, fixed after 0.4.7), which
+# GNU tar and scanners reject; repack writes a complete archive.
 assemble() {
   local layout="$1" tag="$2" dir="$3" epoch="$4"; shift 4
   local created; created="$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
   local rootless=(); [ "$(id -u)" -eq 0 ] || rootless=(--rootless)
-  rm -rf "$layout"
+  local bundle="$layout.bundle"
+  rm -rf "$layout" "$bundle"
   umoci init --layout "$layout"
   umoci new --image "$layout:$tag"
-  umoci insert "${rootless[@]}" --image "$layout:$tag" \
+  umoci unpack "${rootless[@]}" --image "$layout:$tag" "$bundle" >/dev/null
+  cp -a "$dir/." "$bundle/rootfs/"
+  touch -h -d "@$epoch" "$bundle/rootfs"
+  umoci repack "${rootless[@]}" --image "$layout:$tag" \
     --history.created "$created" --history.created_by "scripts/image.sh: kassette binary, CA certificates, passwd" \
-    "$dir" /
+    "$bundle"
+  rm -rf "$bundle"
   local labels=() label
   for label in "$@"; do labels+=(--config.label "$label"); done
   umoci config --image "$layout:$tag" --created "$created" --history.created "$created" \

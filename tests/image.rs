@@ -119,8 +119,8 @@ fn the_one_layer_holds_the_binary_certificates_and_users_and_nothing_else() {
     );
     let files: BTreeSet<&str> = listing
         .lines()
-        .map(|l| l.trim_start_matches('/'))
-        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .map(|l| l.trim_start_matches("./").trim_start_matches('/'))
+        .filter(|l| !l.is_empty() && *l != "." && !l.ends_with('/'))
         .collect();
     let expected: BTreeSet<&str> = [
         "etc/group",
@@ -159,32 +159,45 @@ fn the_one_layer_holds_the_binary_certificates_and_users_and_nothing_else() {
 fn in_image(args: &[&str], env: &[(&str, &str)], mounts: &[(&Path, &str)]) -> Output {
     let root = rootfs();
     let root = root.to_str().expect("utf-8 path");
+    let mut environment: Vec<String> = image_config()["config"]["Env"]
+        .as_array()
+        .expect("Env")
+        .iter()
+        .map(|e| e.as_str().expect("NAME=value").to_string())
+        .collect();
+    environment.extend(env.iter().map(|(name, value)| format!("{name}={value}")));
+    // mount and chroot run with the host's PATH; `env -i` then gives the
+    // binary the image's environment alone.
     let mut script = String::from("set -e\n");
     for (source, target) in mounts {
+        let target = format!("{root}{target}");
         script.push_str(&format!(
-            "mount --bind '{}' '{root}{target}'\nmount -o remount,bind,ro '{root}{target}'\n",
-            source.display()
+            "mount --bind {} {}\nmount -o remount,bind,ro {}\n",
+            quote(&source.to_string_lossy()),
+            quote(&target),
+            quote(&target)
         ));
     }
+    script.push_str("chroot=$(command -v chroot)\nexec env -i");
+    for entry in &environment {
+        script.push_str(&format!(" {}", quote(entry)));
+    }
     script.push_str(&format!(
-        "exec chroot --userspec=65532:65532 '{root}' {BINARY} \"$@\"\n"
+        " \"$chroot\" --userspec=65532:65532 {} {BINARY} \"$@\"\n",
+        quote(root)
     ));
-    let mut command = Command::new("unshare");
-    command
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
         .arg(script)
         .arg("sh")
         .args(args)
-        .env_clear();
-    for entry in image_config()["config"]["Env"].as_array().expect("Env") {
-        let (name, value) = entry
-            .as_str()
-            .and_then(|e| e.split_once('='))
-            .expect("NAME=value");
-        command.env(name, value);
-    }
-    command.envs(env.iter().copied());
-    command.output().expect("run unshare")
+        .output()
+        .expect("run unshare")
+}
+
+/// `text` as one single-quoted shell word.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn text(out: &Output) -> String {
