@@ -245,7 +245,7 @@ impl TlsMinio {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new(setting("KASSETTE_TEST_MINIO_BIN"))
+        let mut child = Command::new(setting("KASSETTE_TEST_MINIO_BIN"))
             .args(["server", "--quiet", "--address"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["--console-address", "127.0.0.1:0", "--certs-dir"])
@@ -272,6 +272,8 @@ impl TlsMinio {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("minio did not start on port {port}");
     }
 }
