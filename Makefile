@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench fuzz env env-down env-clean env-status build check lint fmt
+.PHONY: demo test bench fuzz env env-down env-clean env-status build image check lint fmt
 
 ## demo: the main job end to end on local defaults (cluster, storage, backup, restore)
 demo: build
@@ -38,6 +38,10 @@ env-status:
 
 build:
 	$(CARGO) build --release --locked
+
+## image: the OCI image, assembled here without a container engine (scripts/image.sh)
+image:
+	scripts/image.sh build
 
 ## check: formatting and lints, as CI would want them
 check: lint

@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # `make test`: bring the test environment up (installing what is missing),
 # then run every test against it. The Rust build runs while the environment
-# installs and starts, so a cold run pays for the slower of the two, not both.
+# installs and starts, so a cold run pays for the slower of the two, not both;
+# the image (`make image`) is built right after the test binaries.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$KASSETTE_REPO"
 
 cargo fmt --all -- --check || die "code is not formatted: run 'make fmt'"
 
 mkdir -p "$KASSETTE_RUN/logs"
+# umoci comes from apt, which the environment's installs may use at once.
+scripts/image.sh install
 build_log="$KASSETTE_RUN/logs/cargo-build.log"
-cargo test --locked --no-run >"$build_log" 2>&1 &
+# The image (tests/image.rs and the end-to-end tests run it) after the test
+# build, in the same background job: two cargo builds at once would only
+# queue on the target directory's lock, and the two cores are busy enough.
+{ cargo test --locked --no-run && KASSETTE_IMAGE_BUILD=test scripts/image.sh build; } >"$build_log" 2>&1 &
 build_pid=$!
 
 env_ok=0
 scripts/env.sh up || env_ok=$?
 build_ok=0
 wait "$build_pid" || build_ok=$?
-[ "$build_ok" -eq 0 ] || { tail -n 40 "$build_log" >&2; die "cargo build failed"; }
+[ "$build_ok" -eq 0 ] || { tail -n 40 "$build_log" >&2; die "cargo build or image build failed"; }
 [ "$env_ok" -eq 0 ] || die "test environment did not start (logs in $KASSETTE_RUN/logs)"
 
 # Tests share one cluster; two at a time keeps a 2-core machine responsive.

@@ -196,6 +196,19 @@ pub struct RetentionArgs {
     pub retention_max_age: Option<String>,
 }
 
+/// The coordinator's own Pod, for Events on its Job.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Kubernetes Events")]
+pub struct PodArgs {
+    /// This pod's name (the charts set it from `metadata.name`); with
+    /// --pod-namespace, the pass posts Events on the Job that owns the pod.
+    #[arg(long, env = vars::POD_NAME, value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// This pod's namespace (from `metadata.namespace`).
+    #[arg(long, env = vars::POD_NAMESPACE, value_name = "NAMESPACE")]
+    pub pod_namespace: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Name of the backup to create (default: the UTC start time,
@@ -220,6 +233,8 @@ pub struct BackupArgs {
     /// metrics (success, last success time, duration, bytes, files).
     #[arg(long, env = vars::PUSHGATEWAY_URL, value_name = "URL")]
     pub pushgateway_url: Option<String>,
+    #[command(flatten)]
+    pub pod: PodArgs,
 }
 
 /// How a coordinator pass behaves while it runs.
@@ -264,6 +279,8 @@ pub struct RestoreArgs {
     pub nodes: NodesArgs,
     #[command(flatten)]
     pub pass: PassArgs,
+    #[command(flatten)]
+    pub pod: PodArgs,
 }
 
 #[derive(Debug, Args)]

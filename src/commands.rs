@@ -46,32 +46,16 @@ pub async fn backup(config: BackupConfig) -> Result<(), Error> {
         duration_ms = outcome.duration.as_millis() as u64,
         "backup complete"
     );
-    println!(
-        "backup {} complete: {} nodes, {} files, {} (uploaded {} files, {}; read {} from disk), snapshot skew {} ms, {:.1} s",
-        m.name,
-        m.nodes.len(),
-        m.files,
-        ByteSize(m.bytes),
-        m.uploaded_files,
-        ByteSize(m.uploaded_bytes),
-        ByteSize(outcome.read_bytes),
-        m.snapshot_skew_ms,
-        outcome.duration.as_secs_f64()
-    );
+    println!("{}", outcome.summary());
     Ok(())
 }
 
 /// `kassette restore`: the pass and its summary line.
 pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
     let outcome = restore::run(&config).await.map_err(failed)?;
-    let tables: Vec<String> = outcome
-        .tables
-        .iter()
-        .map(|(k, t)| format!("{k}.{t}"))
-        .collect();
     tracing::info!(
         backup = %outcome.backup,
-        tables = tables.len(),
+        tables = outcome.tables.len(),
         files = outcome.files,
         bytes = outcome.bytes,
         downloaded_bytes = outcome.downloaded_bytes,
@@ -79,21 +63,7 @@ pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
         duration_ms = outcome.duration.as_millis() as u64,
         "restore complete"
     );
-    println!(
-        "restore of {} complete: {} tables ({}), {} files, {} imported ({} downloaded now){}, {:.1} s",
-        outcome.backup,
-        tables.len(),
-        tables.join(", "),
-        outcome.files,
-        ByteSize(outcome.bytes),
-        ByteSize(outcome.downloaded_bytes),
-        if outcome.created.is_empty() {
-            String::new()
-        } else {
-            format!("; recreated {}", outcome.created.join(", "))
-        },
-        outcome.duration.as_secs_f64()
-    );
+    println!("{}", outcome.summary());
     if outcome.completed_earlier_run {
         println!(
             "this run completed an earlier restore of {} that had stopped after its point of no return",

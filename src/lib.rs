@@ -22,6 +22,7 @@
 //! - [`agent`] — the node agent's HTTP API (one per Cassandra node).
 //! - [`coordinator`] — the datacenter-wide passes: backup, purge,
 //!   list/status/verify; discovery, lease, agent client.
+//! - [`k8s`] — Events on the coordinator's Job.
 //! - `commands` — what each subcommand prints and how it exits.
 
 pub mod agent;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod http;
+pub mod k8s;
 pub mod storage;
 pub mod telemetry;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{ConfigError, StorageConfig, optional, parse, required, unused, vars};
 use crate::cli::{
-    BackupArgs, ClusterArgs, NodesArgs, PassArgs, PurgeArgs, RestoreArgs, RetentionArgs,
+    BackupArgs, ClusterArgs, NodesArgs, PassArgs, PodArgs, PurgeArgs, RestoreArgs, RetentionArgs,
 };
 
 /// Agent port on discovered pods when `KASSETTE_AGENT_PORT` is unset.
@@ -213,6 +213,49 @@ pub(crate) fn agent_token_file(raw: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("{} {e}", path.display()))
 }
 
+/// The coordinator's own Pod (from the downward API): where its Events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl PodIdentity {
+    /// Both variables, or neither (outside Kubernetes: no Events).
+    pub fn from_args(args: &PodArgs) -> Result<Option<Self>, ConfigError> {
+        let name = optional(vars::POD_NAME, args.pod_name.as_deref(), pod_name)?;
+        let namespace = optional(
+            vars::POD_NAMESPACE,
+            args.pod_namespace.as_deref(),
+            namespace_name,
+        )?;
+        match (name, namespace) {
+            (Some(name), Some(namespace)) => Ok(Some(Self { name, namespace })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::new(
+                vars::POD_NAMESPACE,
+                format!("is required when {} is set", vars::POD_NAME),
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                vars::POD_NAME,
+                format!("is required when {} is set", vars::POD_NAMESPACE),
+            )),
+        }
+    }
+}
+
+/// A Pod name (RFC 1123 subdomain).
+fn pod_name(raw: &str) -> Result<String, String> {
+    let ok = (1..=253).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && raw.ends_with(|c: char| c.is_ascii_alphanumeric());
+    ok.then(|| raw.to_string())
+        .ok_or_else(|| format!("{raw:?} is not a pod name (a-z, 0-9, '-', '.')"))
+}
+
 /// Keep-last / max-age retention; both unset means keep everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -314,6 +357,8 @@ pub struct BackupConfig {
     pub pass: PassConfig,
     /// Where to push metrics, if anywhere.
     pub pushgateway: Option<url::Url>,
+    /// This pod, when running in Kubernetes: Events go to its Job.
+    pub pod: Option<PodIdentity>,
 }
 
 impl BackupConfig {
@@ -337,6 +382,7 @@ impl BackupConfig {
                 args.pushgateway_url.as_deref(),
                 parse::http_url,
             )?,
+            pod: PodIdentity::from_args(&args.pod)?,
         })
     }
 }
@@ -362,6 +408,8 @@ pub struct RestoreConfig {
     pub cluster: ClusterConfig,
     pub nodes: NodesConfig,
     pub pass: PassConfig,
+    /// This pod, when running in Kubernetes: Events go to its Job.
+    pub pod: Option<PodIdentity>,
 }
 
 impl RestoreConfig {
@@ -397,6 +445,7 @@ impl RestoreConfig {
             cluster: ClusterConfig::from_args(&args.cluster)?,
             nodes: NodesConfig::from_args(&args.nodes)?,
             pass: PassConfig::from_args(&args.pass)?,
+            pod: PodIdentity::from_args(&args.pod)?,
         })
     }
 }
@@ -505,6 +554,38 @@ mod tests {
         assert_eq!(
             NodesConfig::from_args(&args).unwrap_err().var,
             vars::CQL_PASSWORD_FILE
+        );
+    }
+
+    #[test]
+    fn pod_name_and_namespace_come_together() {
+        let both = PodArgs {
+            pod_name: Some("nightly-29012345-x7k2p".into()),
+            pod_namespace: Some("cassandra".into()),
+        };
+        assert_eq!(
+            PodIdentity::from_args(&both).unwrap(),
+            Some(PodIdentity {
+                name: "nightly-29012345-x7k2p".into(),
+                namespace: "cassandra".into()
+            })
+        );
+        assert_eq!(PodIdentity::from_args(&PodArgs::default()).unwrap(), None);
+        let name_only = PodArgs {
+            pod_name: Some("p".into()),
+            pod_namespace: None,
+        };
+        assert_eq!(
+            PodIdentity::from_args(&name_only).unwrap_err().var,
+            vars::POD_NAMESPACE
+        );
+        let bad = PodArgs {
+            pod_name: Some("Not_A_Pod".into()),
+            pod_namespace: Some("ns".into()),
+        };
+        assert_eq!(
+            PodIdentity::from_args(&bad).unwrap_err().var,
+            vars::POD_NAME
         );
     }
 

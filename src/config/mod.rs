@@ -19,7 +19,7 @@ pub use agent::{AgentConfig, CassandraControl};
 pub use azure::{AzureCredentials, AzureSettings};
 pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
-    NodesConfig, PassConfig, PurgeConfig, RestoreConfig, RestoreMode, Retention,
+    NodesConfig, PassConfig, PodIdentity, PurgeConfig, RestoreConfig, RestoreMode, Retention,
 };
 pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 

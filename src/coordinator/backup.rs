@@ -20,6 +20,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytesize::ByteSize;
 use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
@@ -36,6 +37,7 @@ use crate::catalog::{
     BackupManifest, Catalog, FORMAT_VERSION, NodeManifest, NodeSummary, StartedRecord,
 };
 use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
+use crate::k8s::{Events, Reason};
 
 /// Prefix of every snapshot tag kassette takes.
 pub const TAG_PREFIX: &str = "kassette-";
@@ -80,8 +82,28 @@ pub struct BackupOutcome {
     pub purge: Option<purge::PurgeReport>,
 }
 
-/// Runs the pass. Exits with an error naming what failed; on success the
-/// backup is complete.
+impl BackupOutcome {
+    /// The one-line summary a person reads (stdout, the `Completed` Event).
+    pub fn summary(&self) -> String {
+        let m = &self.manifest;
+        format!(
+            "backup {} complete: {} nodes, {} files, {} (uploaded {} files, {}; read {} from disk), snapshot skew {} ms, {:.1} s",
+            m.name,
+            m.nodes.len(),
+            m.files,
+            ByteSize(m.bytes),
+            m.uploaded_files,
+            ByteSize(m.uploaded_bytes),
+            ByteSize(self.read_bytes),
+            m.snapshot_skew_ms,
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+/// Runs the pass, telling Kubernetes (Events on the Job, when running in
+/// one) how it started, went and ended. Exits with an error naming what
+/// failed; on success the backup is complete.
 pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
     let start = Instant::now();
     let started_at = Timestamp::now();
@@ -89,7 +111,37 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
         .name
         .clone()
         .unwrap_or_else(|| default_name(started_at));
-    let tag = snapshot_tag(&config.storage, &config.cluster, &name);
+    let events = Events::connect(config.pod.as_ref()).await;
+    events
+        .post(
+            Reason::Started,
+            format!(
+                "backup {name} of {}/{} starting",
+                config.cluster.cluster, config.cluster.datacenter
+            ),
+        )
+        .await;
+    let result = pass(config, &name, started_at, start, &events).await;
+    match &result {
+        Ok(outcome) => events.post(Reason::Completed, outcome.summary()).await,
+        Err(err) => {
+            let why = crate::storage::error_chain(err);
+            events
+                .post(Reason::Failed, format!("backup {name}: {why}"))
+                .await;
+        }
+    }
+    result
+}
+
+async fn pass(
+    config: &BackupConfig,
+    name: &str,
+    started_at: Timestamp,
+    start: Instant,
+    events: &Events,
+) -> Result<BackupOutcome, PassError> {
+    let tag = snapshot_tag(&config.storage, &config.cluster, name);
     tracing::info!(backup = %name, cluster = %config.cluster.cluster, datacenter = %config.cluster.datacenter, "backup pass starting");
 
     let (nodes, cql) =
@@ -99,6 +151,16 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
 
     let catalog = Catalog::open(&config.storage, &config.cluster).await?;
     let lease = take_lease(&catalog, "backup", config.pass.lock_ttl).await?;
+    events
+        .post(
+            Reason::LeaseTaken,
+            format!(
+                "lease of the catalog taken; {} nodes, keyspaces {}",
+                nodes.len(),
+                keyspaces.join(", ")
+            ),
+        )
+        .await;
 
     let job = new_pass("backup", config.pass.lock_ttl);
     let pass = Pass {
@@ -113,6 +175,7 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
         keyspaces: &keyspaces,
         catalog: &catalog,
         lease: &lease,
+        events,
     };
     let committed = with_lease(&lease, pass.snapshot_upload_commit()).await;
     // Whatever happened, no upload of this pass outlives it; still
@@ -209,6 +272,7 @@ struct Pass<'a> {
     keyspaces: &'a [String],
     catalog: &'a Catalog,
     lease: &'a Lease,
+    events: &'a Events,
 }
 
 impl Pass<'_> {
@@ -233,9 +297,40 @@ impl Pass<'_> {
             .await?;
         let prefix = catalog_tag_prefix(&self.config.storage, &self.config.cluster);
         clear_stale_snapshots(self.nodes, &prefix).await?;
+        self.events
+            .post(
+                Reason::Snapshot,
+                format!(
+                    "flushing and snapshotting {} nodes (tag {})",
+                    self.nodes.len(),
+                    self.tag
+                ),
+            )
+            .await;
         let taken = self.snapshot_all().await?;
         let schema_cql = self.cql.describe(self.first, self.keyspaces).await?;
+        self.events
+            .post(
+                Reason::Upload,
+                format!(
+                    "every node snapshotted (skew {} ms, {} files, {}); uploading what the store lacks",
+                    skew_ms(&taken),
+                    taken.iter().map(|t| t.files).sum::<u64>(),
+                    ByteSize(taken.iter().map(|t| t.bytes).sum::<u64>())
+                ),
+            )
+            .await;
         let reports = self.upload_all().await?;
+        self.events
+            .post(
+                Reason::Commit,
+                format!(
+                    "uploaded {} files, {}; checking every blob and writing the manifests",
+                    reports.iter().map(|r| r.uploaded_files).sum::<u64>(),
+                    ByteSize(reports.iter().map(|r| r.uploaded_bytes).sum::<u64>())
+                ),
+            )
+            .await;
         let manifests: Vec<NodeManifest> = self
             .nodes
             .iter()
@@ -372,6 +467,16 @@ impl Pass<'_> {
         let retention = self.config.retention;
         let upload_age = self.config.pass.lock_ttl;
         let purged = if retention.keep_last.is_some() || retention.max_age.is_some() {
+            self.events
+                .post(
+                    Reason::Retention,
+                    format!(
+                        "backup {} committed; applying retention ({})",
+                        self.name,
+                        retention_text(&retention)
+                    ),
+                )
+                .await;
             Some(purge::purge(self.catalog, self.lease, &retention, upload_age).await?)
         } else {
             abort_stale_uploads(self.catalog, self.lease, upload_age).await?;
@@ -406,6 +511,18 @@ async fn abort_stale_uploads(
         }
     }
     Ok(())
+}
+
+/// `keep last 7, max age 30days` — the configured retention, for people.
+fn retention_text(retention: &crate::config::Retention) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = retention.keep_last {
+        parts.push(format!("keep last {n}"));
+    }
+    if let Some(age) = retention.max_age {
+        parts.push(format!("max age {}", humantime::format_duration(age)));
+    }
+    parts.join(", ")
 }
 
 /// Latest minus earliest snapshot time, in milliseconds.

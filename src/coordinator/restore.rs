@@ -34,6 +34,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use bytesize::ByteSize;
 use futures::future::{join_all, try_join_all};
 
 use super::client::JobSpec;
@@ -48,6 +49,7 @@ use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
 use crate::cassandra::schema::{self, Object, Statement};
 use crate::catalog::{BackupManifest, Catalog, FileEntry, NodeManifest};
 use crate::config::{RestoreConfig, RestoreMode, vars};
+use crate::k8s::{Events, Reason};
 
 /// What a successful restore reports.
 #[derive(Debug, Clone)]
@@ -68,7 +70,68 @@ pub struct RestoreOutcome {
     pub lease_lost_after_point_of_no_return: bool,
 }
 
+impl RestoreOutcome {
+    /// The one-line summary a person reads (stdout, the `Completed` Event).
+    pub fn summary(&self) -> String {
+        let tables: Vec<String> = self
+            .tables
+            .iter()
+            .map(|(k, t)| format!("{k}.{t}"))
+            .collect();
+        format!(
+            "restore of {} complete: {} tables ({}), {} files, {} imported ({} downloaded now){}, {:.1} s",
+            self.backup,
+            tables.len(),
+            tables.join(", "),
+            self.files,
+            ByteSize(self.bytes),
+            ByteSize(self.downloaded_bytes),
+            if self.created.is_empty() {
+                String::new()
+            } else {
+                format!("; recreated {}", self.created.join(", "))
+            },
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+/// Runs the pass, telling Kubernetes (Events on the Job, when running in
+/// one) how it started, went and ended.
 pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
+    let events = Events::connect(config.pod.as_ref()).await;
+    events
+        .post(
+            Reason::Started,
+            format!(
+                "restore of backup {} into {}/{} ({} mode) starting",
+                config.backup,
+                config.cluster.cluster,
+                config.cluster.datacenter,
+                mode_name(config.mode)
+            ),
+        )
+        .await;
+    let result = pass(config, &events).await;
+    match &result {
+        Ok(outcome) => events.post(Reason::Completed, outcome.summary()).await,
+        Err(err) => {
+            let why = crate::storage::error_chain(err);
+            let message = format!("restore of backup {}: {why}", config.backup);
+            events.post(Reason::Failed, message).await;
+        }
+    }
+    result
+}
+
+fn mode_name(mode: RestoreMode) -> &'static str {
+    match mode {
+        RestoreMode::Replace => "replace",
+        RestoreMode::Merge => "merge",
+    }
+}
+
+async fn pass(config: &RestoreConfig, events: &Events) -> Result<RestoreOutcome, PassError> {
     let start = Instant::now();
     let catalog = Catalog::open(&config.storage, &config.cluster).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
@@ -83,6 +146,17 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     }
     let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
     let job = new_pass("restore", config.pass.lock_ttl);
+    events
+        .post(
+            Reason::LeaseTaken,
+            format!(
+                "lease of the catalog taken; backup {}, {} tables, {} nodes",
+                backup.name,
+                plan.tables.len(),
+                live.len()
+            ),
+        )
+        .await;
     let pass = Restore {
         config,
         plan: &plan,
@@ -91,6 +165,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         cql: &cql,
         job: &job,
         first: live[0].cql_address(config.nodes.cql.port),
+        events,
     };
     let result = pass.run(&mut lease).await;
     // Whatever happened, no download or import of this pass outlives it.
@@ -416,6 +491,7 @@ struct Restore<'a> {
     cql: &'a Cql,
     job: &'a JobSpec,
     first: std::net::SocketAddr,
+    events: &'a Events,
 }
 
 /// What the carried-out plan reports.
@@ -450,12 +526,32 @@ impl Restore<'_> {
     /// files staged and verified, missing schema created.
     async fn prepare(&self) -> Result<(Vec<DownloadReport>, Vec<String>), PassError> {
         self.remove_stale_staging().await;
+        self.events
+            .post(
+                Reason::Download,
+                format!(
+                    "{} nodes downloading and verifying their files into staging",
+                    self.plan.nodes.len()
+                ),
+            )
+            .await;
         let downloads = self.download_all().await?;
+        let files = downloads.iter().map(|r| r.files).sum::<u64>();
+        let bytes = downloads.iter().map(|r| r.bytes).sum::<u64>();
         tracing::info!(
-            files = downloads.iter().map(|r| r.files).sum::<u64>(),
-            bytes = downloads.iter().map(|r| r.bytes).sum::<u64>(),
+            files,
+            bytes,
             "every node has its files staged and verified; changing the live cluster now"
         );
+        self.events
+            .post(
+                Reason::Schema,
+                format!(
+                    "{files} files ({}) staged and verified on every node; creating the missing schema",
+                    ByteSize(bytes)
+                ),
+            )
+            .await;
         let created = self.create_missing_schema().await?;
         Ok((downloads, created))
     }
@@ -466,6 +562,14 @@ impl Restore<'_> {
         &self,
     ) -> Result<(Vec<ImportReport>, Vec<(usize, TableSnapshot)>), PassError> {
         let before = self.table_snapshots().await;
+        if !self.plan.truncate.is_empty() {
+            self.events
+                .post(
+                    Reason::Truncate,
+                    format!("truncating {} tables", self.plan.truncate.len()),
+                )
+                .await;
+        }
         for (keyspace, table) in &self.plan.truncate {
             self.cql.truncate(keyspace, table).await?;
             tracing::info!(%keyspace, %table, "truncated");
@@ -474,6 +578,12 @@ impl Restore<'_> {
             Some(before) => self.truncate_snapshots_since(&before).await,
             None => Vec::new(),
         };
+        self.events
+            .post(
+                Reason::Import,
+                format!("importing on {} nodes", self.plan.nodes.len()),
+            )
+            .await;
         let imports = self.import_all().await?;
         Ok((imports, ours))
     }

@@ -11,10 +11,16 @@ pub struct TestCerts {
 }
 
 /// Writes into `dir` a CA (`ca.pem`, `ca.key`) and a server certificate
-/// (`public.crt`, `private.key`, the names MinIO expects) for the IP
-/// addresses `ips`.
+/// (`public.crt`, `private.key`, the names MinIO expects) for `ips`: IP
+/// addresses, or DNS names (anything that does not parse as an address).
 pub fn issue(dir: &Path, ips: &[&str]) -> TestCerts {
-    let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+    let sans: Vec<String> = ips
+        .iter()
+        .map(|name| match name.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{name}"),
+            Err(_) => format!("DNS:{name}"),
+        })
+        .collect();
     issue_for(dir, ips[0], &sans)
 }
 
