@@ -166,7 +166,7 @@ async fn pass(
     let pass = Pass {
         config,
         job: &job,
-        name: &name,
+        name,
         tag: &tag,
         started_at,
         nodes: &nodes,
