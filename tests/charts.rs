@@ -1045,7 +1045,7 @@ async fn helm_install_refuses_what_the_schema_rejects() {
         (
             "unknown provider",
             BACKUP,
-            &["storage.provider=azure"],
+            &["storage.provider=azure_blobs"],
             "storage.provider",
         ),
         (
