@@ -21,6 +21,8 @@
 //! - [`agent`] — the node agent's HTTP API (one per Cassandra node).
 //! - [`coordinator`] — the datacenter-wide passes: backup, purge,
 //!   list/status/verify; discovery, lease, agent client.
+//! - [`pin`] — `pin-tokens`: a fresh node takes a backed-up node's tokens
+//!   before it first starts (disaster recovery).
 //! - `commands` — what each subcommand prints and how it exits.
 
 pub mod agent;
@@ -31,13 +33,16 @@ mod commands;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod pin;
 pub mod storage;
 pub mod telemetry;
 
 pub use error::Error;
 
 use cli::Command;
-use config::{AgentConfig, BackupConfig, ClusterConfig, PurgeConfig, RestoreConfig, StorageConfig};
+use config::{
+    AgentConfig, BackupConfig, ClusterConfig, PinConfig, PurgeConfig, RestoreConfig, StorageConfig,
+};
 
 /// Validates the configuration of `command` and runs it.
 ///
@@ -79,6 +84,10 @@ pub fn run(command: Command) -> Result<(), Error> {
         Command::Purge(args) => {
             let config = PurgeConfig::from_args(&args)?;
             runtime()?.block_on(commands::purge(config))
+        }
+        Command::PinTokens(args) => {
+            let config = PinConfig::from_args(&args)?;
+            runtime()?.block_on(commands::pin_tokens(config))
         }
     }
 }

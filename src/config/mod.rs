@@ -11,6 +11,7 @@
 mod agent;
 mod coordinator;
 pub mod parse;
+mod pin;
 mod storage;
 pub mod vars;
 
@@ -19,6 +20,7 @@ pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
     NodesConfig, PassConfig, PurgeConfig, RestoreConfig, RestoreMode, Retention,
 };
+pub use pin::{IfBootstrapped, NodePlace, PinConfig, source_cluster};
 pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 
 use crate::cli::LogArgs;
