@@ -97,6 +97,14 @@ pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
         },
         outcome.duration.as_secs_f64()
     );
+    for line in outcome
+        .rewrites
+        .iter()
+        .chain(&outcome.replication_kept)
+        .chain(&outcome.notes)
+    {
+        println!("  {line}");
+    }
     Ok(())
 }
 

@@ -213,6 +213,13 @@ impl Pass<'_> {
         clear_stale_snapshots(self.nodes, &prefix).await?;
         let taken = self.snapshot_all().await?;
         let schema_cql = self.cql.describe(self.first, self.keyspaces).await?;
+        let roles = match self.cql.role_names(self.first).await {
+            Ok(roles) => Some(roles),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the role names; the backup will not list them");
+                None
+            }
+        };
         let reports = self.upload_all().await?;
         let manifests: Vec<NodeManifest> = self
             .nodes
@@ -248,6 +255,7 @@ impl Pass<'_> {
             finished_at: Timestamp::now(),
             snapshot_skew_ms: skew_ms(&taken),
             schema_cql,
+            roles,
             keyspaces: self.keyspaces.to_vec(),
             files: summaries.iter().map(|s| s.files).sum(),
             bytes: summaries.iter().map(|s| s.bytes).sum(),

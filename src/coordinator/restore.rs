@@ -25,7 +25,7 @@ use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
 use super::nodes::{self, Node};
-use super::{PassError, progress, release_lease, take_lease, with_lease};
+use super::{PassError, progress, recovery, release_lease, take_lease, with_lease};
 use crate::agent::api::{DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef};
 use crate::agent::is_restored;
 use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
@@ -44,11 +44,20 @@ pub struct RestoreOutcome {
     pub downloaded_bytes: u64,
     pub created: Vec<String>,
     pub duration: std::time::Duration,
+    /// Keyspaces whose replication was rewritten for the target datacenter.
+    pub rewrites: Vec<String>,
+    /// Keyspaces that exist with another replication, left as they are.
+    pub replication_kept: Vec<String>,
+    /// What was not restored (roles, views) and the consistency note.
+    pub notes: Vec<String>,
 }
 
 pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let start = Instant::now();
-    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
+    // The source's catalog: the target's own unless KASSETTE_SOURCE_* say
+    // otherwise. Its lease keeps a purge of the source from deleting blobs
+    // being restored.
+    let catalog = Catalog::open(&config.storage, &config.source).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
     let manifests = catalog.node_manifests(&backup).await?;
     let statements = schema::parse(&backup.schema_cql);
@@ -57,6 +66,13 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
 
     let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
     let plan = map_nodes(&manifests, &live)?;
+    let first = live[0].cql_address(config.nodes.cql.port);
+    let (statements, rewrites) =
+        recovery::adapt_schema(statements, &backup, &config.cluster.datacenter, &cql, first)
+            .await?;
+    let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
+    let replication_kept = recovery::replication_kept(&statements, &keyspaces, &cql, first).await?;
+    let views = recovery::skipped_views(&statements, &keyspaces);
     let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
     let pass = Restore {
         config,
@@ -65,7 +81,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         tables: &tables,
         plan: &plan,
         cql: &cql,
-        first: live[0].cql_address(config.nodes.cql.port),
+        first,
     };
     let result = with_lease(&mut lease, pass.run()).await;
     release_lease(lease).await;
@@ -78,6 +94,9 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         downloaded_bytes: downloads.iter().map(|r| r.downloaded_bytes).sum(),
         created,
         duration: start.elapsed(),
+        rewrites: rewrites.iter().map(|r| r.to_string()).collect(),
+        replication_kept,
+        notes: recovery::notes(&backup, &views, false),
     })
 }
 
