@@ -67,6 +67,12 @@ pub async fn backup(config: BackupConfig) -> Result<(), Error> {
 /// `kassette restore`: the pass and its summary line.
 pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
     let outcome = restore::run(&config).await.map_err(failed)?;
+    if outcome.dry_run {
+        for line in &outcome.notes {
+            println!("  {line}");
+        }
+        return Ok(());
+    }
     let tables: Vec<String> = outcome
         .tables
         .iter()

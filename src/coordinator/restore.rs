@@ -50,6 +50,120 @@ pub struct RestoreOutcome {
     pub replication_kept: Vec<String>,
     /// What was not restored (roles, views) and the consistency note.
     pub notes: Vec<String>,
+    /// Only the plan was printed; nothing changed.
+    pub dry_run: bool,
+}
+
+/// The files a backup node contributes to the chosen tables.
+fn node_files<'a>(
+    manifest: &'a NodeManifest,
+    tables: &'a BTreeSet<(String, String)>,
+) -> impl Iterator<Item = &'a crate::catalog::FileEntry> + 'a {
+    manifest
+        .files
+        .iter()
+        .filter(|f| is_restored(f))
+        .filter(move |f| tables.contains(&(f.keyspace.clone(), f.table.clone())))
+}
+
+/// Keyspaces and tables of the choice that do not exist in the target
+/// (read-only: what a run would create).
+async fn missing_schema(
+    statements: &[Statement],
+    tables: &BTreeSet<(String, String)>,
+    cql: &Cql,
+    first: std::net::SocketAddr,
+) -> Result<Vec<String>, PassError> {
+    let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
+    let mut missing = Vec::new();
+    for keyspace in keyspaces {
+        if cql.replication(first, keyspace).await?.is_none() {
+            missing.push(format!("keyspace {keyspace}"));
+        }
+        let live: BTreeSet<String> = cql.tables(first, keyspace).await?.into_iter().collect();
+        for statement in statements {
+            if statement.object == Object::Table
+                && &statement.keyspace == keyspace
+                && tables.contains(&(statement.keyspace.clone(), statement.name.clone()))
+                && !live.contains(&statement.name)
+            {
+                missing.push(format!("table {}.{}", statement.keyspace, statement.name));
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// What `--dry-run` prints: everything the run would do, decided.
+fn dry_run_plan(
+    backup: &BackupManifest,
+    plan: &Plan<'_>,
+    tables: &BTreeSet<(String, String)>,
+    missing: &[String],
+    rewrites: &[schema::ReplicationRewrite],
+    replication_kept: &[String],
+    config: &RestoreConfig,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "restore plan (dry run: nothing changed): backup {} of {}/{} into {}/{}, {} mode",
+        backup.name,
+        backup.cluster,
+        backup.datacenter,
+        config.cluster.cluster,
+        config.cluster.datacenter,
+        match config.mode {
+            RestoreMode::Replace => "replace (the tables are truncated first)",
+            RestoreMode::Merge => "merge",
+        }
+    );
+    for ((manifest, node), rule) in plan.pairs.iter().zip(&plan.rules) {
+        let files: Vec<_> = node_files(manifest, tables).collect();
+        let _ = writeln!(
+            out,
+            "  node: backup {} ({}, rack {}) -> {} (host id {}, rack {}) by {}: {} files, {}",
+            manifest.host_id,
+            manifest.address,
+            manifest.rack,
+            node.agent.name,
+            node.topology.host_id,
+            node.topology.rack,
+            rule,
+            files.len(),
+            bytesize::ByteSize(files.iter().map(|f| f.digest.size).sum::<u64>())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  tables ({}): {}",
+        tables.len(),
+        tables
+            .iter()
+            .map(|(k, t)| format!("{k}.{t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "  to create: {}",
+        if missing.is_empty() {
+            "nothing".to_string()
+        } else {
+            missing.join(", ")
+        }
+    );
+    for rewrite in rewrites {
+        let _ = writeln!(out, "  replication rewrite: {rewrite}");
+    }
+    for kept in replication_kept {
+        let _ = writeln!(out, "  {kept}");
+    }
+    if config.repair_after_restore {
+        let _ = writeln!(out, "  then: repair of the restored tables, node by node");
+    }
+    out.trim_end().to_string()
 }
 
 pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
@@ -65,7 +179,11 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     tracing::info!(backup = %backup.name, tables = tables.len(), mode = ?config.mode, "restore pass starting");
 
     let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
-    let plan = map_nodes(&manifests, &live)?;
+    let plan = map_nodes(
+        &manifests,
+        &live,
+        config.source.cluster == config.cluster.cluster,
+    )?;
     let first = live[0].cql_address(config.nodes.cql.port);
     let (statements, rewrites) =
         recovery::adapt_schema(statements, &backup, &config.cluster.datacenter, &cql, first)
@@ -73,6 +191,34 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
     let replication_kept = recovery::replication_kept(&statements, &keyspaces, &cql, first).await?;
     let views = recovery::skipped_views(&statements, &keyspaces);
+    if config.dry_run {
+        let missing = missing_schema(&statements, &tables, &cql, first).await?;
+        println!(
+            "{}",
+            dry_run_plan(
+                &backup,
+                &plan,
+                &tables,
+                &missing,
+                &rewrites,
+                &replication_kept,
+                config
+            )
+        );
+        return Ok(RestoreOutcome {
+            backup: backup.name.clone(),
+            tables: tables.into_iter().collect(),
+            files: 0,
+            bytes: 0,
+            downloaded_bytes: 0,
+            created: Vec::new(),
+            duration: start.elapsed(),
+            rewrites: Vec::new(),
+            replication_kept: Vec::new(),
+            notes: recovery::notes(&backup, &views, config.repair_after_restore),
+            dry_run: true,
+        });
+    }
     let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
     let pass = Restore {
         config,
@@ -97,6 +243,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         rewrites: rewrites.iter().map(|r| r.to_string()).collect(),
         replication_kept,
         notes: recovery::notes(&backup, &views, false),
+        dry_run: false,
     })
 }
 
@@ -153,12 +300,21 @@ fn select_tables(
 /// Which live node receives which backup node's files.
 struct Plan<'a> {
     pairs: Vec<(&'a NodeManifest, &'a Node)>,
+    /// Per pair, the rule that matched: `host id`, `tokens` (a node of the
+    /// same cluster rebuilt with its tokens) or `pinned tokens` (a node of
+    /// another cluster or datacenter given the backed-up node's tokens by
+    /// `kassette pin-tokens`).
+    rules: Vec<&'static str>,
 }
 
 /// Maps every backup node to a live node: by host id, else (a rebuilt
 /// cluster) by identical token set. Anything else is a different topology,
 /// which this pass refuses rather than attempts.
-fn map_nodes<'a>(manifests: &'a [NodeManifest], live: &'a [Node]) -> Result<Plan<'a>, PassError> {
+fn map_nodes<'a>(
+    manifests: &'a [NodeManifest],
+    live: &'a [Node],
+    same_cluster: bool,
+) -> Result<Plan<'a>, PassError> {
     if manifests.len() != live.len() {
         return Err(PassError::Refused(format!(
             "the backup has {} nodes, the datacenter {}: restoring into another topology is not supported",
@@ -177,12 +333,25 @@ fn map_nodes<'a>(manifests: &'a [NodeManifest], live: &'a [Node]) -> Result<Plan
         .map(|n| (sorted(&n.topology.tokens), n))
         .collect();
     let mut pairs = Vec::with_capacity(manifests.len());
+    let mut rules = Vec::with_capacity(manifests.len());
     let mut used = BTreeSet::new();
     for manifest in manifests {
-        let node = by_id
-            .get(&manifest.host_id)
-            .or_else(|| by_tokens.get(&sorted(&manifest.tokens)))
-            .copied()
+        let (rule, node) = match by_id.get(&manifest.host_id) {
+            Some(node) => ("host id", Some(*node)),
+            None => {
+                let same_place = live
+                    .iter()
+                    .all(|n| n.topology.datacenter == manifest.datacenter)
+                    && same_cluster;
+                let rule = if same_place {
+                    "tokens"
+                } else {
+                    "pinned tokens"
+                };
+                (rule, by_tokens.get(&sorted(&manifest.tokens)).copied())
+            }
+        };
+        let node = node
             .ok_or_else(|| {
                 PassError::Refused(format!(
                     "backup node {} ({}, rack {}, {} tokens) matches no live node by host id or tokens; live nodes: {}. Restoring into another topology is not supported",
@@ -203,8 +372,9 @@ fn map_nodes<'a>(manifests: &'a [NodeManifest], live: &'a [Node]) -> Result<Plan
             )));
         }
         pairs.push((manifest, node));
+        rules.push(rule);
     }
-    Ok(Plan { pairs })
+    Ok(Plan { pairs, rules })
 }
 
 struct Restore<'a> {
@@ -436,7 +606,7 @@ mod tests {
         let nodes = [live(1, &["10", "20"]), live(2, &["30", "40"])];
         // Node 1 kept its host id; node 2 was rebuilt with the same tokens.
         let manifests = [backed_up(1, &["10", "20"]), backed_up(9, &["40", "30"])];
-        let plan = map_nodes(&manifests, &nodes).unwrap();
+        let plan = map_nodes(&manifests, &nodes, true).unwrap();
         let hosts: Vec<u128> = plan
             .pairs
             .iter()
@@ -449,14 +619,17 @@ mod tests {
     fn another_topology_is_refused_with_both_sides_named() {
         let nodes = [live(1, &["10"]), live(2, &["30"])];
         let other_tokens = [backed_up(7, &["11"]), backed_up(8, &["31"])];
-        let err = map_nodes(&other_tokens, &nodes).err().unwrap().to_string();
+        let err = map_nodes(&other_tokens, &nodes, true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("matches no live node by host id or tokens"),
             "{err}"
         );
         assert!(err.contains("pod-1"), "{err}");
         let fewer = [backed_up(1, &["10"])];
-        let err = map_nodes(&fewer, &nodes).err().unwrap().to_string();
+        let err = map_nodes(&fewer, &nodes, true).err().unwrap().to_string();
         assert!(
             err.contains("the backup has 1 nodes, the datacenter 2"),
             "{err}"
