@@ -94,8 +94,9 @@ async fn missing_schema(
     Ok(missing)
 }
 
-/// What `--dry-run` prints: everything the run would do, decided.
-fn dry_run_plan(
+/// The plan, as `--dry-run` prints it and a real run logs it: everything
+/// the run does, decided before it does any of it.
+fn plan_text(
     backup: &BackupManifest,
     plan: &Plan<'_>,
     tables: &BTreeSet<(String, String)>,
@@ -108,7 +109,12 @@ fn dry_run_plan(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "restore plan (dry run: nothing changed): backup {} of {}/{} into {}/{}, {} mode",
+        "restore plan{}: backup {} of {}/{} into {}/{}, {} mode",
+        if config.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        },
         backup.name,
         backup.cluster,
         backup.datacenter,
@@ -191,20 +197,18 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
     let replication_kept = recovery::replication_kept(&statements, &keyspaces, &cql, first).await?;
     let views = recovery::skipped_views(&statements, &keyspaces);
+    let missing = missing_schema(&statements, &tables, &cql, first).await?;
+    let plan_text = plan_text(
+        &backup,
+        &plan,
+        &tables,
+        &missing,
+        &rewrites,
+        &replication_kept,
+        config,
+    );
     if config.dry_run {
-        let missing = missing_schema(&statements, &tables, &cql, first).await?;
-        println!(
-            "{}",
-            dry_run_plan(
-                &backup,
-                &plan,
-                &tables,
-                &missing,
-                &rewrites,
-                &replication_kept,
-                config
-            )
-        );
+        println!("{plan_text}");
         return Ok(RestoreOutcome {
             backup: backup.name.clone(),
             tables: tables.into_iter().collect(),
@@ -218,6 +222,9 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
             notes: recovery::notes(&backup, &views, config.repair_after_restore),
             dry_run: true,
         });
+    }
+    for line in plan_text.lines() {
+        tracing::info!("{line}");
     }
     let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
     let pass = Restore {
