@@ -125,7 +125,10 @@ async fn dr_session() -> Session {
     for node in 1..=3 {
         builder = builder.known_node(format!("{}:9042", ip(node)));
     }
-    builder.build().await.expect("CQL connect to the second cluster")
+    builder
+        .build()
+        .await
+        .expect("CQL connect to the second cluster")
 }
 
 /// One agent per node of the second cluster.
@@ -250,11 +253,7 @@ fn write_hook(dir: &Path) -> PathBuf {
     hook
 }
 
-fn pin_env(
-    src: &Datacenter,
-    backup: &str,
-    source: (&str, &str),
-) -> Vec<(String, String)> {
+fn pin_env(src: &Datacenter, backup: &str, source: (&str, &str)) -> Vec<(String, String)> {
     let mut env = src.storage_env();
     env.push(("KASSETTE_BACKUP_NAME".into(), backup.into()));
     env.push(("KASSETTE_SOURCE_CLUSTER".into(), source.0.into()));
@@ -328,9 +327,8 @@ async fn keyspace_exists(session: &Session, keyspace: &str) -> bool {
 }
 
 async fn count_all(session: &Session, ks: &str, table: &str) -> i64 {
-    let mut q = scylla::statement::unprepared::Statement::new(format!(
-        "SELECT count(*) FROM {ks}.{table}"
-    ));
+    let mut q =
+        scylla::statement::unprepared::Statement::new(format!("SELECT count(*) FROM {ks}.{table}"));
     q.set_consistency(Consistency::All);
     let (n,): (i64,) = session
         .query_unpaged(q, ())
@@ -360,7 +358,10 @@ async fn all_keys(src: &Datacenter) -> BTreeSet<String> {
 fn plan_nodes(output: &str) -> Vec<String> {
     let mut lines: Vec<String> = output
         .lines()
-        .filter_map(|l| l.find("node: backup ").map(|i| l[i..].trim_end_matches('"').to_string()))
+        .filter_map(|l| {
+            l.find("node: backup ")
+                .map(|i| l[i..].trim_end_matches('"').to_string())
+        })
         .collect();
     lines.sort();
     lines
@@ -382,7 +383,11 @@ async fn assert_dataset(session: &Session, data: &Dataset, rf1: &str, what: &str
         Dataset::expected_items(0, ROWS),
         "{what}: items"
     );
-    assert_eq!(count_all(session, rf1, "t").await, 200, "{what}: RF 1 table");
+    assert_eq!(
+        count_all(session, rf1, "t").await,
+        200,
+        "{what}: RF 1 table"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -458,8 +463,17 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
                 .iter()
                 .any(|k| l.starts_with(k))
         };
-        let other = |t: &str| t.lines().filter(|l| !pinned(l)).map(String::from).collect::<Vec<_>>();
-        assert_eq!(other(&before), other(&after), "node {node}: other lines changed");
+        let other = |t: &str| {
+            t.lines()
+                .filter(|l| !pinned(l))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            other(&before),
+            other(&after),
+            "node {node}: other lines changed"
+        );
         assert!(after.contains("auto_bootstrap: false"), "{after}");
     }
     let dr_cql = dr_session().await;
@@ -507,7 +521,11 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("already bootstrapped"), "{}", text(&out));
+    assert!(
+        text(&out).contains("already bootstrapped"),
+        "{}",
+        text(&out)
+    );
     // ...and pinning again where it has not is a no-op: same bytes.
     let before = std::fs::read(&copy).unwrap();
     let out = kassette(
@@ -562,9 +580,19 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
         dry_text.contains(&format!("'{DR_DC}': '3'")),
         "replication rewrite shown: {dry_text}"
     );
-    assert!(dry_text.contains(&format!("keyspace {}", data.main)), "{dry_text}");
-    assert_eq!(all_keys(&src).await, keys_before, "the dry run wrote to the store");
-    assert!(!keyspace_exists(&dr_cql, &data.main).await, "the dry run created schema");
+    assert!(
+        dry_text.contains(&format!("keyspace {}", data.main)),
+        "{dry_text}"
+    );
+    assert_eq!(
+        all_keys(&src).await,
+        keys_before,
+        "the dry run wrote to the store"
+    );
+    assert!(
+        !keyspace_exists(&dr_cql, &data.main).await,
+        "the dry run created schema"
+    );
     for node in 1..=3 {
         let staging = state.path().join(format!("dr-agent{node}/staging"));
         let staged = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
@@ -577,18 +605,31 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
     let clone_took = t0.elapsed();
     assert_success(&out, "restore into the second cluster");
     eprintln!("clone restore of {b1}: {clone_took:.1?}\n{}", text(&out));
-    assert_eq!(plan_nodes(&text(&out)), plan_nodes(&dry_text), "dry run and run differ");
+    assert_eq!(
+        plan_nodes(&text(&out)),
+        plan_nodes(&dry_text),
+        "dry run and run differ"
+    );
     let restored = text(&out);
     for table in ["users", "events"] {
-        assert!(restored.contains(&format!("{}.{table}", data.main)), "{restored}");
+        assert!(
+            restored.contains(&format!("{}.{table}", data.main)),
+            "{restored}"
+        );
     }
-    assert!(restored.contains("roles and permissions (system_auth) are not restored"), "{restored}");
+    assert!(
+        restored.contains("roles and permissions (system_auth) are not restored"),
+        "{restored}"
+    );
     assert_dataset(&dr_cql, &data, &rf1, "clone").await;
     let repl = replication(&dr_cql, &data.main).await;
     assert_eq!(repl.get(DR_DC).map(String::as_str), Some("3"), "{repl:?}");
     assert!(!repl.contains_key("dc1"), "{repl:?}");
     assert_eq!(
-        replication(&dr_cql, &rf1).await.get(DR_DC).map(String::as_str),
+        replication(&dr_cql, &rf1)
+            .await
+            .get(DR_DC)
+            .map(String::as_str),
         Some("1")
     );
     let list_after = kassette(
@@ -600,7 +641,10 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
         ],
     )
     .await;
-    assert_eq!(list_before.stdout, list_after.stdout, "the source catalog changed");
+    assert_eq!(
+        list_before.stdout, list_after.stdout,
+        "the source catalog changed"
+    );
 
     // --- catastrophe: back up the second cluster, lose every node.
     let b2 = unique("dr-own-");
@@ -626,16 +670,27 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
         assert_ne!(host, old_host, "{rack} kept its host id: not a new node");
         assert_eq!(tokens, old_tokens, "{rack} owns other tokens");
     }
-    assert!(!keyspace_exists(&dr_cql, &data.main).await, "the wipe left schema");
+    assert!(
+        !keyspace_exists(&dr_cql, &data.main).await,
+        "the wipe left schema"
+    );
     let t0 = Instant::now();
     let out = kassette(&["restore"], &own_env, &[("KASSETTE_BACKUP_NAME", &b2)]).await;
     let took = t0.elapsed();
     assert_success(&out, "restore after the catastrophe");
     eprintln!("catastrophe restore of {b2}: {took:.1?}\n{}", text(&out));
-    assert_eq!(text(&out).matches(" by tokens: ").count(), 3, "{}", text(&out));
+    assert_eq!(
+        text(&out).matches(" by tokens: ").count(),
+        3,
+        "{}",
+        text(&out)
+    );
     assert_dataset(&dr_cql, &data, &rf1, "catastrophe").await;
     assert_eq!(
-        replication(&dr_cql, &data.main).await.get(DR_DC).map(String::as_str),
+        replication(&dr_cql, &data.main)
+            .await
+            .get(DR_DC)
+            .map(String::as_str),
         Some("3")
     );
 

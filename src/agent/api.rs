@@ -111,6 +111,14 @@ pub struct TableRef {
 }
 
 /// Import the staged SSTables of `tables` into the live tables.
+/// `POST /v1/repairs`: a full repair of this node's primary ranges of
+/// `tables` (all of the keyspace's when empty), answered when it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRequest {
+    pub keyspace: String,
+    pub tables: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportRequest {
     pub staging: String,

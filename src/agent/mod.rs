@@ -133,6 +133,7 @@ pub fn app(state: AgentState) -> Router {
         .route("/v1/downloads", post(download_backup))
         .route("/v1/imports", post(import_staged))
         .route("/v1/staging/{name}", delete(remove_staging))
+        .route("/v1/repairs", post(repair))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -340,6 +341,19 @@ async fn remove_staging(
     Path(name): Path<String>,
 ) -> Result<StatusCode, AgentError> {
     restore::remove_staging(&state, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn repair(
+    State(state): State<AgentState>,
+    Json(request): Json<api::RepairRequest>,
+) -> Result<StatusCode, AgentError> {
+    tracing::info!(keyspace = %request.keyspace, tables = ?request.tables, "repair starting");
+    state
+        .control
+        .repair(&request.keyspace, &request.tables)
+        .await?;
+    tracing::info!(keyspace = %request.keyspace, "repair done");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -249,7 +249,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
         duration: start.elapsed(),
         rewrites: rewrites.iter().map(|r| r.to_string()).collect(),
         replication_kept,
-        notes: recovery::notes(&backup, &views, false),
+        notes: recovery::notes(&backup, &views, config.repair_after_restore),
         dry_run: false,
     })
 }
@@ -414,6 +414,9 @@ impl Restore<'_> {
             }
         }
         let imports = self.import_all().await?;
+        if self.config.repair_after_restore {
+            self.repair_all().await?;
+        }
         self.clean_up(truncated_at).await;
         Ok((downloads, imports, created))
     }
@@ -513,6 +516,40 @@ impl Restore<'_> {
             async move { node.client.import(request).await.map_err(node.failed()) }
         }))
         .await
+    }
+
+    /// A full repair of the restored tables, primary ranges, one node at a
+    /// time (so every range is repaired once and the cluster is never
+    /// repairing on every node at once), each step logged.
+    async fn repair_all(&self) -> Result<(), PassError> {
+        let mut by_keyspace: BTreeMap<&String, Vec<String>> = BTreeMap::new();
+        for (keyspace, table) in self.tables {
+            by_keyspace.entry(keyspace).or_default().push(table.clone());
+        }
+        let total = self.plan.pairs.len();
+        for (i, (_, node)) in self.plan.pairs.iter().enumerate() {
+            for (keyspace, tables) in &by_keyspace {
+                let started = Instant::now();
+                tracing::info!(
+                    "repair {}/{total}: node {} keyspace {keyspace} ({} tables)",
+                    i + 1,
+                    node.agent.name,
+                    tables.len()
+                );
+                let request = crate::agent::api::RepairRequest {
+                    keyspace: (*keyspace).clone(),
+                    tables: tables.clone(),
+                };
+                node.client.repair(&request).await.map_err(node.failed())?;
+                tracing::info!(
+                    "repair {}/{total}: node {} keyspace {keyspace} done in {:.1} s",
+                    i + 1,
+                    node.agent.name,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Removes the staging areas and, when asked, the snapshots Cassandra
