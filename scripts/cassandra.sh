@@ -7,6 +7,7 @@
 #                                      writes $KASSETTE_RUN/cassandra.env
 #   scripts/cassandra.sh stop          stop every node, keep the data
 #   scripts/cassandra.sh clean         stop and delete all data
+#   scripts/cassandra.sh stop-node I   stop node I only, keep its data
 #   scripts/cassandra.sh wipe          stop, delete data/commitlog/caches/hints (keep config)
 #   scripts/cassandra.sh status [I]    nodetool status (as node I sees it)
 #   scripts/cassandra.sh nodetool ...  what scripts/nodetool runs
@@ -490,6 +491,15 @@ cmd_wipe() {
   log "cassandra: data, commitlog, saved caches and hints deleted"
 }
 
+# stop-node I: stop one node (drains on TERM), keep its data; `start`
+# brings it back.
+cmd_stop_node() {
+  local i="$1"
+  [[ "$i" =~ ^[1-3]$ ]] || die "stop-node: node 1, 2 or 3"
+  stop_pidfile "$(node_dir "$i")/cassandra.pid"
+  log "node$i: stopped"
+}
+
 cmd_status() { cmd_nodetool -n "${1:-1}" status; }
 
 # One start/stop/clean at a time (e.g. two test runs starting the cluster);
@@ -502,7 +512,8 @@ case "${1:-}" in
   stop) lock; cmd_stop ;;
   clean) lock; cmd_clean ;;
   wipe) lock; cmd_wipe ;;
+  stop-node) shift; lock; cmd_stop_node "$@" ;;
   status) shift; cmd_status "$@" ;;
   nodetool) shift; cmd_nodetool "$@" ;;
-  *) echo "usage: $0 install | start [1|3] | stop | clean | wipe | status [node] | nodetool [-n I] ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 install | start [1|3] | stop | stop-node I | clean | wipe | status [node] | nodetool [-n I] ARGS..." >&2; exit 2 ;;
 esac
