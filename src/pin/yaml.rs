@@ -45,8 +45,8 @@ pub fn set_keys(text: &str, settings: &[(&str, String)]) -> String {
 /// removed), if the file sets it.
 pub fn get_key<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
-        .filter(|line| is_key_line(line, key))
-        .last()
+        .rev()
+        .find(|line| is_key_line(line, key))
         .map(|line| {
             let value = &line[key.len() + 1..];
             let value = match value.find(" #") {
