@@ -245,6 +245,9 @@ fn backup_and_restore_share_their_templates_and_schema() {
         "tables",
         "mode",
         "clearTruncateSnapshots",
+        "source",
+        "repairAfterRestore",
+        "dryRun",
     ];
     let backup_props = backup["properties"].as_object().unwrap();
     let restore_props = restore["properties"].as_object().unwrap();
