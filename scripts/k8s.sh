@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Local Kubernetes control plane for the integration tests, envtest-style:
-# etcd + kube-apiserver (+ a kube-controller-manager running a few
-# controllers), no kubelet, no container runtime. Pods never run: tests
-# create them and then write their status themselves
-# (`kubectl patch --subresource=status`).
+# etcd + kube-apiserver + a kube-controller-manager, no kubelet, no container
+# runtime. Pods only run when a test runs them: envtest-style tests create
+# Pods and write their status themselves (`kubectl patch
+# --subresource=status`); the Kubernetes end-to-end tests start the process
+# kubelet (tests/common/process_kubelet.rs, a named fake) that runs them.
 #
 #   scripts/k8s.sh install   build/unpack the binaries into $KASSETTE_CACHE (once)
 #   scripts/k8s.sh start     start everything (idempotent), write $KASSETTE_RUN/k8s.env
@@ -33,12 +34,17 @@
 # stay Terminating forever; so a kube-controller-manager runs with only the
 # controllers that keep the API honest: serviceaccount, namespace (deletion),
 # garbage-collector (ownerReferences), root-CA publisher (kube-root-ca.crt)
-# and clusterrole-aggregation (admin/edit/view pick up aggregate-to-* roles).
-# Workload controllers (Deployment, StatefulSet, Job, ...) are off on
-# purpose: the tests decide which Pods exist. KASSETTE_K8S_CONTROLLERS
-# overrides the list (kube-controller-manager --controllers syntax).
+# and clusterrole-aggregation (admin/edit/view pick up aggregate-to-* roles);
+# plus the job, cronjob and ttl-after-finished controllers, so Job
+# completion, backoffLimit retries, CronJob scheduling and the cleanup of
+# finished Jobs are Kubernetes' own in the chart tests. Other workload
+# controllers (Deployment, StatefulSet, ReplicaSet, ...) and the scheduler
+# are off on purpose: the tests decide which Pods exist and where they run.
+# KASSETTE_K8S_CONTROLLERS overrides the list (kube-controller-manager
+# --controllers syntax); `start` restarts a running controller-manager whose
+# list differs, and leaves etcd and the apiserver alone.
 #
-# Without a kubelet a Pod that has spec.nodeName stays Terminating after a
+# When no kubelet runs, a Pod that has spec.nodeName stays Terminating after a
 # normal delete (nothing confirms the containers stopped): delete such Pods
 # with --grace-period=0 --force. Unscheduled Pods are deleted at once.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -58,7 +64,7 @@ ETCD_CLIENT_PORT="${KASSETTE_K8S_ETCD_PORT:-12379}"
 ETCD_PEER_PORT="$((ETCD_CLIENT_PORT + 1))"
 APISERVER_PORT="${KASSETTE_K8S_API_PORT:-16443}"
 SERVER="https://127.0.0.1:$APISERVER_PORT"
-CONTROLLERS="${KASSETTE_K8S_CONTROLLERS:-serviceaccount-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller}"
+CONTROLLERS="${KASSETTE_K8S_CONTROLLERS:-serviceaccount-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,job-controller,cronjob-controller,ttl-after-finished-controller}"
 
 STATE="$KASSETTE_RUN/k8s"
 PKI="$STATE/pki"
@@ -255,7 +261,14 @@ start_apiserver() {
 }
 
 start_controller_manager() {
-  pid_alive "$STATE/kube-controller-manager.pid" && return 0
+  local list_file="$STATE/kube-controller-manager.controllers"
+  if pid_alive "$STATE/kube-controller-manager.pid"; then
+    [ "$(cat "$list_file" 2>/dev/null)" = "$CONTROLLERS" ] && return 0
+    # Started with another controller list (an older checkout of this
+    # script): restart it alone; etcd and the apiserver keep running.
+    log "restarting kube-controller-manager with controllers $CONTROLLERS"
+    stop_pidfile "$STATE/kube-controller-manager.pid"
+  fi
   write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
   # --secure-port 0: nothing needs its health/metrics endpoint.
   spawn kube-controller-manager - "$K8S_BIN/kube-controller-manager" \
@@ -265,6 +278,7 @@ start_controller_manager() {
     --root-ca-file "$PKI/ca.crt" \
     --service-account-private-key-file "$PKI/sa.key" \
     --leader-elect=false --secure-port 0 --profiling=false
+  echo "$CONTROLLERS" >"$list_file"
 }
 
 write_env() {

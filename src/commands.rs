@@ -111,6 +111,17 @@ pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
     {
         println!("  {line}");
     }
+    if outcome.completed_earlier_run {
+        println!(
+            "this run completed an earlier restore of {} that had stopped after its point of no return",
+            outcome.backup
+        );
+    }
+    if outcome.lease_lost_after_point_of_no_return {
+        println!(
+            "the lease could not be renewed after the point of no return; the import of the staged files was finished anyway"
+        );
+    }
     Ok(())
 }
 

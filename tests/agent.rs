@@ -12,7 +12,7 @@ use kassette::agent::api::{
 use kassette::agent::{AgentState, serve};
 use kassette::cassandra::control::{Control, Nodetool};
 use kassette::catalog::Layout;
-use kassette::coordinator::client::{AgentClient, ClientError};
+use kassette::coordinator::client::{AgentClient, ClientError, JobSpec};
 use kassette::storage::{self, Store};
 
 const TOKEN: &str = "test-token-0123456789";
@@ -116,10 +116,15 @@ async fn uploads_only_what_the_store_lacks() {
         datacenter: "dc1".into(),
     };
 
+    let job = JobSpec::new_pass("test", std::time::Duration::from_secs(30));
     let first_tag = unique("kassette-a");
     let taken: SnapshotTaken = agent.client.snapshot(&snapshot(&first_tag)).await.unwrap();
     assert!(taken.files > 0);
-    let first: UploadReport = agent.client.upload(&upload(&first_tag)).await.unwrap();
+    let first: UploadReport = agent
+        .client
+        .upload(&job, &upload(&first_tag))
+        .await
+        .unwrap();
     assert_eq!(first.files.len() as u64, taken.files);
     // A new store receives every distinct content once (identical files,
     // e.g. equal TOC.txt components, share one blob).
@@ -158,7 +163,11 @@ async fn uploads_only_what_the_store_lacks() {
     assert_eq!(progress.bytes_done, first.bytes);
 
     // The same snapshot again: nothing sent, nothing read.
-    let again: UploadReport = agent.client.upload(&upload(&first_tag)).await.unwrap();
+    let again: UploadReport = agent
+        .client
+        .upload(&job, &upload(&first_tag))
+        .await
+        .unwrap();
     assert_eq!(
         (
             again.uploaded_files,
@@ -172,7 +181,11 @@ async fn uploads_only_what_the_store_lacks() {
     write_rows(&ks, 500, 1_000).await;
     let second_tag = unique("kassette-b");
     let _: SnapshotTaken = agent.client.snapshot(&snapshot(&second_tag)).await.unwrap();
-    let second: UploadReport = agent.client.upload(&upload(&second_tag)).await.unwrap();
+    let second: UploadReport = agent
+        .client
+        .upload(&job, &upload(&second_tag))
+        .await
+        .unwrap();
     assert!(
         second.uploaded_files > 0,
         "the new SSTables were not uploaded"
@@ -197,7 +210,11 @@ async fn uploads_only_what_the_store_lacks() {
             .await
             .expect("clear snapshot");
     }
-    let gone = agent.client.upload(&upload(&first_tag)).await.unwrap_err();
+    let gone = agent
+        .client
+        .upload(&job, &upload(&first_tag))
+        .await
+        .unwrap_err();
     assert!(
         matches!(gone, ClientError::Refused { status: 400, .. }),
         "a cleared snapshot cannot be uploaded: {gone}"
@@ -324,7 +341,7 @@ async fn the_api_is_served_over_tls_to_clients_that_trust_its_ca() {
 }
 
 /// The Management API can only `refresh` a table from its own directory:
-/// the agent moves the staged SSTables there under unused generation
+/// the agent links the staged SSTables there under unused generation
 /// numbers, then asks the (fake) API, which runs the real refresh.
 #[tokio::test]
 async fn management_api_import_moves_staged_files_into_the_table() {
@@ -383,14 +400,19 @@ async fn management_api_import_moves_staged_files_into_the_table() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = AgentClient::new(&listener.local_addr().unwrap().to_string(), TOKEN);
     tokio::spawn(serve(listener, state, std::future::pending()));
+    let job = JobSpec::new_pass("test", std::time::Duration::from_secs(30));
+    let staged_files = std::fs::read_dir(&staged).unwrap().count();
     let report = client
-        .import(&ImportRequest {
-            staging: "restore-x".into(),
-            tables: vec![TableRef {
-                keyspace: ks.clone(),
-                table: "t".into(),
-            }],
-        })
+        .import(
+            &job,
+            &ImportRequest {
+                staging: "restore-x".into(),
+                tables: vec![TableRef {
+                    keyspace: ks.clone(),
+                    table: "t".into(),
+                }],
+            },
+        )
         .await
         .expect("import through the Management API");
     assert_eq!(report.tables, 1);
@@ -400,9 +422,11 @@ async fn management_api_import_moves_staged_files_into_the_table() {
     }));
     let rows = common::count_rows(&session, &ks, "t").await;
     assert!(rows > 0, "no row came back through refresh");
+    // Linked into the table, not moved: the staging area stays whole, so
+    // a restore stopped after its import began can be completed from it.
     assert_eq!(
         std::fs::read_dir(&staged).unwrap().count(),
-        0,
-        "files left in staging"
+        staged_files,
+        "staged files were consumed"
     );
 }

@@ -358,14 +358,15 @@ async fn all_keys(src: &Datacenter) -> BTreeSet<String> {
         .expect("list the store")
 }
 
-/// The `node: …` lines of a restore plan (printed by a dry run, logged by
-/// a real run).
+/// The `node … receives backup node …` lines of a restore plan (printed
+/// by a dry run, logged by a real run).
 fn plan_nodes(output: &str) -> Vec<String> {
     let mut lines: Vec<String> = output
         .lines()
         .filter_map(|l| {
-            l.find("node: backup ")
-                .map(|i| l[i..].trim_end_matches('"').to_string())
+            let at = l.find(" receives backup node ")?;
+            let start = l[..at].rfind("node ")?;
+            Some(l[start..].trim_end_matches('"').to_string())
         })
         .collect();
     lines.sort();
@@ -577,7 +578,7 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
     let dry_text = String::from_utf8_lossy(&dry.stdout).to_string();
     assert!(dry_text.contains("dry run: nothing changed"), "{dry_text}");
     assert_eq!(
-        dry_text.matches(" by pinned tokens: ").count(),
+        dry_text.matches("(matched by pinned tokens): ").count(),
         3,
         "{dry_text}"
     );
@@ -685,7 +686,7 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
     assert_success(&out, "restore after the catastrophe");
     eprintln!("catastrophe restore of {b2}: {took:.1?}\n{}", text(&out));
     assert_eq!(
-        text(&out).matches(" by tokens: ").count(),
+        text(&out).matches("(matched by tokens): ").count(),
         3,
         "{}",
         text(&out)

@@ -8,6 +8,7 @@
 //! listener bound to `127.0.0.1:0`); [`serve`] runs it until shutdown.
 
 pub mod api;
+mod jobs;
 mod restore;
 mod upload;
 
@@ -16,7 +17,7 @@ pub use restore::is_restored;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,9 +29,10 @@ use crate::cassandra::control::{Control, ControlError, Jolokia, ManagementApi, N
 use crate::config::{AgentConfig, CassandraControl};
 use crate::storage::Store;
 use api::{
-    ApiError, DownloadReport, DownloadRequest, ImportReport, ImportRequest, NodeInfo, Progress,
-    SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+    ApiError, JobStatus, NodeInfo, Progress, SnapshotRequest, SnapshotTaken, StartJob,
+    StoreIdentity, TableSnapshot, Work,
 };
+use jobs::{JobContext, Jobs};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -44,9 +46,10 @@ pub struct AgentState {
     state_dir: PathBuf,
     concurrency: usize,
     progress: Arc<Mutex<Progress>>,
-    /// One transfer (upload or download) at a time: a second request
-    /// waits for the first.
-    uploading: Arc<tokio::sync::Mutex<()>>,
+    /// Upload, download and import run as jobs, one at a time.
+    jobs: Jobs,
+    /// The store this agent writes to, as `GET /v1/node` reports it.
+    store_identity: Option<StoreIdentity>,
 }
 
 impl AgentState {
@@ -74,8 +77,15 @@ impl AgentState {
                 state: "idle".into(),
                 ..Progress::default()
             })),
-            uploading: Arc::new(tokio::sync::Mutex::new(())),
+            jobs: Jobs::default(),
+            store_identity: None,
         }
+    }
+
+    /// Records which store the agent writes to, for coordinators to check.
+    pub fn with_store_identity(mut self, identity: StoreIdentity) -> Self {
+        self.store_identity = Some(identity);
+        self
     }
 
     fn progress(&self) -> Progress {
@@ -96,19 +106,31 @@ pub enum AgentError {
     Unauthorized,
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error("{0}")]
     Failed(String),
 }
 
-impl IntoResponse for AgentError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl AgentError {
+    fn status(&self) -> StatusCode {
+        match self {
             AgentError::Unauthorized => StatusCode::UNAUTHORIZED,
             AgentError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AgentError::NotFound(_) => StatusCode::NOT_FOUND,
+            AgentError::Conflict(_) => StatusCode::CONFLICT,
             AgentError::Control(_) | AgentError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        }
+    }
+}
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
@@ -127,11 +149,13 @@ pub fn app(state: AgentState) -> Router {
     Router::new()
         .route("/v1/node", get(node_info))
         .route("/v1/snapshots", post(take_snapshot).get(list_snapshots))
+        .route("/v1/table-snapshots", get(list_table_snapshots))
         .route("/v1/snapshots/{tag}", delete(clear_snapshot))
-        .route("/v1/uploads", post(upload_snapshot))
+        .route("/v1/jobs", post(start_job))
+        .route("/v1/jobs/{id}", get(poll_job))
+        .route("/v1/passes/{pass}", delete(end_pass))
         .route("/v1/progress", get(progress))
-        .route("/v1/downloads", post(download_backup))
-        .route("/v1/imports", post(import_staged))
+        .route("/v1/staging", get(list_staging))
         .route("/v1/staging/{name}", delete(remove_staging))
         .route("/v1/repairs", post(repair))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -166,7 +190,8 @@ pub async fn run(config: AgentConfig) -> Result<(), crate::Error> {
         store,
         config.state_dir.join("digests.json"),
         config.storage.limits.concurrency as usize,
-    );
+    )
+    .with_store_identity(StoreIdentity::of(&config.storage));
     tracing::info!(listen = %config.listen, data_dirs = ?config.data_dirs, tls = config.tls.is_some(), "agent ready");
     let served = match &config.tls {
         None => serve(listener, state, shutdown_signal()).await,
@@ -248,6 +273,7 @@ async fn node_info(State(state): State<AgentState>) -> Json<NodeInfo> {
             .iter()
             .map(|d| d.display().to_string())
             .collect(),
+        store: state.store_identity.clone(),
     })
 }
 
@@ -301,39 +327,134 @@ async fn list_snapshots(State(state): State<AgentState>) -> Result<Json<Vec<Stri
     Ok(Json(tags))
 }
 
+/// Every snapshot on this node's disks, with its keyspace and table.
+async fn list_table_snapshots(
+    State(state): State<AgentState>,
+) -> Result<Json<Vec<TableSnapshot>>, AgentError> {
+    let dirs = state.data_dirs.clone();
+    let found =
+        tokio::task::spawn_blocking(move || crate::cassandra::snapshot::table_snapshots(&dirs))
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
+    Ok(Json(
+        found
+            .into_iter()
+            .map(|(tag, keyspace, table)| TableSnapshot {
+                tag,
+                keyspace,
+                table,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ClearQuery {
+    /// Only this keyspace's snapshot of that tag.
+    keyspace: Option<String>,
+}
+
 async fn clear_snapshot(
     State(state): State<AgentState>,
     Path(tag): Path<String>,
+    Query(query): Query<ClearQuery>,
 ) -> Result<StatusCode, AgentError> {
     check_tag(&tag)?;
-    state.control.clear_snapshot(&tag).await?;
-    tracing::info!(%tag, "snapshot cleared");
+    match &query.keyspace {
+        None => state.control.clear_snapshot(&tag).await?,
+        Some(keyspace) if crate::config::parse::is_safe_name(keyspace, 48) => {
+            state.control.clear_snapshot_in(&tag, keyspace).await?;
+        }
+        Some(keyspace) => {
+            return Err(AgentError::BadRequest(format!(
+                "{keyspace:?} is not a keyspace name"
+            )));
+        }
+    }
+    tracing::info!(%tag, keyspace = ?query.keyspace, "snapshot cleared");
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn upload_snapshot(
-    State(state): State<AgentState>,
-    Json(request): Json<UploadRequest>,
-) -> Result<Json<UploadReport>, AgentError> {
-    check_tag(&request.tag)?;
-    let _one_at_a_time = state.uploading.lock().await;
-    upload::run(&state, &request).await.map(Json)
+/// Checks a job's request before it is started, so that a bad one is a
+/// 400 answer rather than a failed job.
+pub(crate) fn validate_work(work: &Work) -> Result<(), AgentError> {
+    let layout = |cluster: &str, datacenter: &str| {
+        crate::catalog::Layout::new(cluster, datacenter)
+            .map(|_| ())
+            .map_err(|e| AgentError::BadRequest(e.to_string()))
+    };
+    match work {
+        Work::Upload(request) => {
+            check_tag(&request.tag)?;
+            layout(&request.cluster, &request.datacenter)
+        }
+        Work::Download(request) => {
+            check_tag(&request.staging)?;
+            layout(&request.cluster, &request.datacenter)
+        }
+        Work::Import(request) => check_tag(&request.staging),
+    }
 }
 
-async fn download_backup(
-    State(state): State<AgentState>,
-    Json(request): Json<DownloadRequest>,
-) -> Result<Json<DownloadReport>, AgentError> {
-    let _one_at_a_time = state.uploading.lock().await;
-    restore::download(&state, &request).await.map(Json)
+/// Runs a job's work; its report as JSON.
+async fn do_work(
+    state: &AgentState,
+    work: Work,
+    context: JobContext,
+) -> Result<serde_json::Value, AgentError> {
+    let json = |value: Result<serde_json::Value, serde_json::Error>| {
+        value.map_err(|e| AgentError::Failed(e.to_string()))
+    };
+    match work {
+        Work::Upload(request) => json(
+            upload::run(state, &request, &context)
+                .await
+                .map(serde_json::to_value)?,
+        ),
+        Work::Download(request) => json(
+            restore::download(state, &request, &context)
+                .await
+                .map(serde_json::to_value)?,
+        ),
+        Work::Import(request) => json(
+            restore::import(state, &request, &context)
+                .await
+                .map(serde_json::to_value)?,
+        ),
+    }
 }
 
-async fn import_staged(
+async fn start_job(
     State(state): State<AgentState>,
-    Json(request): Json<ImportRequest>,
-) -> Result<Json<ImportReport>, AgentError> {
-    let _one_at_a_time = state.uploading.lock().await;
-    restore::import(&state, &request).await.map(Json)
+    Json(request): Json<StartJob>,
+) -> Result<(StatusCode, Json<JobStatus>), AgentError> {
+    let status = state.jobs.start(&state, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(status)))
+}
+
+async fn poll_job(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatus>, AgentError> {
+    state
+        .jobs
+        .poll(&state, &id)
+        .await
+        .map(Json)
+        .ok_or_else(|| AgentError::NotFound(format!("no job {id} on this agent (restarted?)")))
+}
+
+async fn end_pass(
+    State(state): State<AgentState>,
+    Path(pass): Path<String>,
+) -> Result<StatusCode, AgentError> {
+    state.jobs.end_pass(&pass).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_staging(State(state): State<AgentState>) -> Result<Json<Vec<String>>, AgentError> {
+    restore::staging_areas(&state).map(Json)
 }
 
 async fn remove_staging(

@@ -10,14 +10,24 @@
 //! `schema.cql` are not data. A staged file's identity (device, inode, size,
 //! mtime) and verified digest are remembered in `<name>/verified.json`, so a
 //! re-run neither downloads nor re-reads what is already there.
+//!
+//! The import never consumes the staged files: each table's are
+//! hard-linked (copied where links cannot be made) into
+//! `<state>/importing/<keyspace>/<table>/`, and Cassandra takes those. So a
+//! restore stopped after its point of no return (a truncate, an import) is
+//! completed by a re-run with the same backup from the same staged files,
+//! with nothing downloaded again; `<name>/import-started` records that an
+//! import began, so the re-run can say it is completing one.
+//!
+//! Staging areas stay until the coordinator removes them: after a
+//! successful restore, or when a restore of another backup starts.
 
 use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::api::{
-    DownloadReport, DownloadRequest, ImportReport, ImportRequest, Progress, TableRef,
-};
+use super::api::{DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef};
+use super::jobs::JobContext;
 use super::{AgentError, AgentState};
 use crate::cassandra::digest_cache::DigestCache;
 use crate::cassandra::snapshot::FileIdentity;
@@ -28,9 +38,38 @@ pub fn is_restored(file: &FileEntry) -> bool {
     !file.path.contains('/') && !matches!(file.path.as_str(), "manifest.json" | "schema.cql")
 }
 
+/// Written into a staging area when its import starts.
+const IMPORT_MARKER: &str = "import-started";
+
+fn staging_root(state: &AgentState) -> PathBuf {
+    state.state_dir.join("staging")
+}
+
 fn staging_dir(state: &AgentState, name: &str) -> Result<PathBuf, AgentError> {
     super::check_tag(name)?;
-    Ok(state.state_dir.join("staging").join(name))
+    Ok(staging_root(state).join(name))
+}
+
+/// Where a table's staged files are linked for Cassandra to take them.
+fn importing_root(state: &AgentState) -> PathBuf {
+    state.state_dir.join("importing")
+}
+
+/// Names of the staging areas on this node.
+pub(super) fn staging_areas(state: &AgentState) -> Result<Vec<String>, AgentError> {
+    let root = staging_root(state);
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(failed(&root.display().to_string(), e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn table_dir(staging: &Path, keyspace: &str, table: &str) -> PathBuf {
@@ -44,6 +83,7 @@ fn failed(what: &str, err: impl std::fmt::Display) -> AgentError {
 pub(super) async fn download(
     state: &AgentState,
     request: &DownloadRequest,
+    context: &JobContext,
 ) -> Result<DownloadReport, AgentError> {
     let layout = Layout::new(&request.cluster, &request.datacenter)
         .map_err(|e| AgentError::BadRequest(e.to_string()))?;
@@ -72,32 +112,25 @@ pub(super) async fn download(
     let total: u64 = files.iter().map(|f| f.digest.size).sum();
     let reused: u64 = present.iter().map(|(f, _)| f.digest.size).sum();
     state.set_progress(|p| {
-        *p = Progress {
-            state: "downloading".into(),
-            files_total: files.len() as u64,
-            files_done: present.len() as u64,
-            bytes_total: total,
-            bytes_done: reused,
-            ..Progress::default()
-        }
+        p.state = "downloading".into();
+        p.files_total = files.len() as u64;
+        p.files_done = present.len() as u64;
+        p.bytes_total = total;
+        p.bytes_done = reused;
     });
-    let result = fetch_all(state, &layout, &staging, &missing, &ledger).await;
-    // Whatever happened, what was verified stays known for a re-run.
+    let import_started_before = staging.join(IMPORT_MARKER).exists();
+    // Saved when the job is stopped too: the ledger's guard writes it on
+    // drop, so what was verified stays known for a re-run.
+    let _save_on_exit = SaveOnDrop(ledger.clone());
+    fetch_all(state, &layout, &staging, &missing, &ledger).await?;
     ledger.save(true);
-    if let Err(err) = result {
-        state.set_progress(|p| {
-            p.state = "failed".into();
-            p.error = Some(err.to_string());
-        });
-        return Err(err);
-    }
-    sync_files(&staging, &files).await?;
-    state.set_progress(|p| p.state = "done".into());
+    sync_files(&staging, &files, context).await?;
     let report = DownloadReport {
         files: files.len() as u64,
         bytes: total,
         downloaded_files: missing.len() as u64,
         downloaded_bytes: missing.iter().map(|f| f.digest.size).sum(),
+        import_started_before,
     };
     tracing::info!(staging = %staging.display(), files = report.files, bytes = report.bytes, downloaded_files = report.downloaded_files, downloaded_bytes = report.downloaded_bytes, "staged and verified");
     Ok(report)
@@ -224,69 +257,147 @@ impl Ledger {
     }
 }
 
+/// Writes the ledger when the download ends however it ends (a stopped
+/// job drops the download future).
+struct SaveOnDrop(Ledger);
+
+impl Drop for SaveOnDrop {
+    fn drop(&mut self) {
+        self.0.save(true);
+    }
+}
+
 /// Makes every staged file durable before anything imports it: downloads
 /// are not synced one by one (that would serialise them on the disk), so
 /// they are synced here, once, before the live data is touched.
-async fn sync_files(staging: &Path, files: &[FileEntry]) -> Result<(), AgentError> {
+async fn sync_files(
+    staging: &Path,
+    files: &[FileEntry],
+    context: &JobContext,
+) -> Result<(), AgentError> {
     let paths: Vec<PathBuf> = files
         .iter()
         .map(|f| table_dir(staging, &f.keyspace, &f.table).join(&f.path))
         .collect();
-    tokio::task::spawn_blocking(move || {
-        for path in paths {
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| failed(&path.display().to_string(), e))?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| failed("sync", e))?
+    let job = context.clone();
+    context
+        .blocking(move || {
+            for path in paths {
+                job.check()?;
+                std::fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| failed(&path.display().to_string(), e))?;
+            }
+            Ok(())
+        })
+        .await
 }
 
+/// Imports the staged tables, one after the other. Records first that an
+/// import began (the point of no return, as seen from this node); links
+/// each table's staged files into a directory of their own for Cassandra
+/// to take, so the staging area stays whole for a re-run.
 pub(super) async fn import(
     state: &AgentState,
     request: &ImportRequest,
+    context: &JobContext,
 ) -> Result<ImportReport, AgentError> {
     let staging = staging_dir(state, &request.staging)?;
+    if staging.is_dir() {
+        let marker = staging.join(IMPORT_MARKER);
+        std::fs::write(&marker, b"").map_err(|e| failed(&marker.display().to_string(), e))?;
+    }
+    // Left by an earlier job (one job runs at a time, so none is using it).
+    let work_root = importing_root(state);
+    remove_dir_if_present(&work_root)?;
+    state.set_progress(|p| {
+        p.state = "importing".into();
+        p.files_total = request.tables.len() as u64;
+    });
     let mut report = ImportReport::default();
     for TableRef { keyspace, table } in &request.tables {
+        context.check()?;
         let dir = table_dir(&staging, keyspace, table);
         let staged = sstable_files(&dir)?;
-        if staged.is_empty() {
-            continue;
+        if !staged.is_empty() {
+            report.tables += 1;
+            report.files += staged.len() as u64;
+            report.bytes += staged.iter().map(|(_, size)| size).sum::<u64>();
+            import_table(state, keyspace, table, &staged, &work_root).await?;
+            tracing::info!(%keyspace, %table, files = staged.len(), "imported");
         }
-        report.tables += 1;
-        report.files += staged.len() as u64;
-        report.bytes += staged.iter().map(|(_, size)| size).sum::<u64>();
-        // What must be gone once Cassandra took the files: the staging
-        // directory's, or the names they were moved to in the table's.
-        let (source, placed) = if state.control.imports_from_table_directory() {
-            move_into_table_directory(state, keyspace, table, &dir)?
-        } else {
-            (dir.clone(), Vec::new())
-        };
-        state.control.import(keyspace, table, &source).await?;
-        let left: Vec<String> = if placed.is_empty() {
-            data_files(&source)?
-        } else {
-            placed
-                .iter()
-                .filter(|p| p.exists())
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .filter(|n| n.ends_with("-Data.db"))
-                .collect()
-        };
-        if !left.is_empty() {
-            return Err(AgentError::Failed(format!(
-                "{} SSTable(s) of {keyspace}.{table} were not imported (see Cassandra's log): {}",
-                left.len(),
-                left.join(", ")
-            )));
-        }
-        tracing::info!(%keyspace, %table, files = staged.len(), "imported");
+        state.set_progress(|p| p.files_done += 1);
     }
+    remove_dir_if_present(&work_root)?;
     Ok(report)
+}
+
+/// Imports one table's staged files (linked, never moved) and checks
+/// Cassandra took every SSTable.
+async fn import_table(
+    state: &AgentState,
+    keyspace: &str,
+    table: &str,
+    staged: &[(PathBuf, u64)],
+    work_root: &Path,
+) -> Result<(), AgentError> {
+    // What must be gone once Cassandra took the files: the import
+    // directory's, or the names they were placed under in the table's.
+    let (source, placed) = if state.control.imports_from_table_directory() {
+        move_into_table_directory(state, keyspace, table, staged)?
+    } else {
+        let dir = table_dir(work_root, keyspace, table);
+        std::fs::create_dir_all(&dir).map_err(|e| failed(&dir.display().to_string(), e))?;
+        for (path, _) in staged {
+            let name = path.file_name().unwrap_or_default();
+            link_or_copy(path, &dir.join(name))?;
+        }
+        (dir, Vec::new())
+    };
+    state.control.import(keyspace, table, &source).await?;
+    let left: Vec<String> = if placed.is_empty() {
+        data_files(&source)?
+    } else {
+        placed
+            .iter()
+            .filter(|p| p.exists())
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| n.ends_with("-Data.db"))
+            .collect()
+    };
+    if !left.is_empty() {
+        return Err(AgentError::Failed(format!(
+            "{} SSTable(s) of {keyspace}.{table} were not imported (see Cassandra's log): {}",
+            left.len(),
+            left.join(", ")
+        )));
+    }
+    if placed.is_empty() {
+        remove_dir_if_present(&source)?;
+    }
+    Ok(())
+}
+
+/// A hard link of `from` at `to` (same data, no copy), or a copy where a
+/// link cannot be made (another filesystem).
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), AgentError> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(link_error) => std::fs::copy(from, to).map(|_| ()).map_err(|e| {
+            failed(
+                &to.display().to_string(),
+                format!("cannot link ({link_error}) or copy ({e})"),
+            )
+        }),
+    }
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), AgentError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(failed(&dir.display().to_string(), e)),
+    }
 }
 
 /// Regular files in `dir` with their sizes (none if it does not exist).
@@ -319,20 +430,20 @@ fn data_files(dir: &Path) -> Result<Vec<String>, AgentError> {
 }
 
 /// For the Management API's refresh, which loads what lies in the table's
-/// own directory: moves the staged SSTables there under generation numbers
-/// no file there uses. Returns the directory and the files placed in it.
+/// own directory: links (or copies) the staged SSTables there under
+/// generation numbers no file there uses. Returns the directory and the files placed in it.
 fn move_into_table_directory(
     state: &AgentState,
     keyspace: &str,
     table: &str,
-    staged: &Path,
+    staged: &[(PathBuf, u64)],
 ) -> Result<(PathBuf, Vec<PathBuf>), AgentError> {
     let live = live_table_dir(state, keyspace, table)?;
     let taken = generations(&live)?;
     let mut next = taken.iter().copied().max().unwrap_or(0) + 1_000;
     let mut renamed: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut placed = Vec::new();
-    for (path, _) in sstable_files(staged)? {
+    for (path, _) in staged {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -347,7 +458,7 @@ fn move_into_table_directory(
             next
         });
         let target = live.join(format!("{version}-{new}-{rest}"));
-        std::fs::rename(&path, &target).map_err(|e| failed(&target.display().to_string(), e))?;
+        link_or_copy(path, &target)?;
         placed.push(target);
     }
     Ok((live, placed))

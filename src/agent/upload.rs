@@ -5,9 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use futures::{StreamExt, TryStreamExt};
 
 use super::api::{Progress, UploadReport, UploadRequest};
+use super::jobs::JobContext;
 use super::{AgentError, AgentState};
 use crate::cassandra::digest_cache::DigestCache;
 use crate::cassandra::snapshot::{SnapshotFile, inventory};
@@ -17,64 +20,55 @@ use crate::storage::Digest;
 /// How often progress is logged during an upload.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The upload job: runs until done, or until the job is stopped (then this
+/// future is dropped, and the progress logger with it — it is not a task
+/// of its own that could outlive the job).
 pub(super) async fn run(
     state: &AgentState,
     request: &UploadRequest,
+    context: &JobContext,
 ) -> Result<UploadReport, AgentError> {
     let layout = Layout::new(&request.cluster, &request.datacenter)
         .map_err(|e| AgentError::BadRequest(e.to_string()))?;
-    set_progress(state, |p| {
-        *p = Progress {
-            state: "hashing".into(),
-            ..Progress::default()
-        }
-    });
-    let (files, hashed_bytes) = hash_snapshot(state, &request.tag).await?;
+    set_progress(state, |p| p.state = "hashing".into());
+    let (files, hashed_bytes) = hash_snapshot(state, &request.tag, context).await?;
     let total_bytes = files.iter().map(|(_, d)| d.size).sum();
     set_progress(state, |p| {
         p.state = "uploading".into();
         p.files_total = files.len() as u64;
         p.bytes_total = total_bytes;
     });
-    let logger = tokio::spawn(log_progress(state.clone()));
-    let result = upload_missing(state, &layout, &files).await;
-    logger.abort();
-    match result {
-        Ok(sent) => {
-            set_progress(state, |p| p.state = "done".into());
-            let report = report(files, hashed_bytes, sent);
-            tracing::info!(
-                files = report.files.len(),
-                bytes = report.bytes,
-                uploaded_files = report.uploaded_files,
-                uploaded_bytes = report.uploaded_bytes,
-                hashed_bytes,
-                "upload complete"
-            );
-            Ok(report)
-        }
-        Err(err) => {
-            set_progress(state, |p| {
-                p.state = "failed".into();
-                p.error = Some(err.to_string());
-            });
-            Err(err)
-        }
-    }
+    let sent = tokio::select! {
+        result = upload_missing(state, &layout, &files) => result?,
+        never = log_progress(state.clone()) => match never {},
+    };
+    let report = report(files, hashed_bytes, sent);
+    tracing::info!(
+        files = report.files.len(),
+        bytes = report.bytes,
+        uploaded_files = report.uploaded_files,
+        uploaded_bytes = report.uploaded_bytes,
+        hashed_bytes,
+        "upload complete"
+    );
+    Ok(report)
 }
 
 /// Inventory and digests of snapshot `tag`; returns the files with their
 /// digests and how many data bytes had to be read to compute them.
+/// Stops between files once the job is stopped.
 async fn hash_snapshot(
     state: &AgentState,
     tag: &str,
+    context: &JobContext,
 ) -> Result<(Vec<(SnapshotFile, Digest)>, u64), AgentError> {
     let (dirs, tag, cache_path) = (
         state.data_dirs.clone(),
         tag.to_string(),
         state.digest_cache.clone(),
     );
-    tokio::task::spawn_blocking(move || {
+    let job = context.clone();
+    context.blocking(move || {
         let files = inventory(&dirs, &tag).map_err(|e| AgentError::Failed(e.to_string()))?;
         if files.is_empty() {
             return Err(AgentError::BadRequest(format!("no snapshot {tag:?} on this node")));
@@ -83,6 +77,7 @@ async fn hash_snapshot(
         let mut hashed = Vec::with_capacity(files.len());
         let mut data_read = 0;
         for file in files {
+            job.check()?;
             let before = cache.bytes_read;
             let digest = cache
                 .digest(&file.absolute, file.identity)
@@ -100,7 +95,6 @@ async fn hash_snapshot(
         Ok((hashed, data_read))
     })
     .await
-    .map_err(|e| AgentError::Failed(e.to_string()))?
 }
 
 /// Cassandra writes `manifest.json` and `schema.cql` afresh into every
@@ -111,95 +105,140 @@ fn is_snapshot_metadata(path: &str) -> bool {
 }
 
 /// Uploads every file whose blob is missing; returns, per file, whether it
-/// was sent now.
+/// was sent now. What is stored is found first, then [`plan_upload`]
+/// decides, then the plan is carried out.
 async fn upload_missing(
     state: &AgentState,
     layout: &Layout,
     files: &[(SnapshotFile, Digest)],
 ) -> Result<Vec<bool>, AgentError> {
-    let stored = std::sync::Arc::new(stored_blobs(state, layout, files.len()).await?);
+    let digests: Vec<Digest> = files.iter().map(|(_, d)| *d).collect();
+    let stored = stored_blobs(state, layout, &digests).await?;
+    let send = plan_upload(layout, &digests, &stored)?;
+    let (present_files, present_bytes) = digests
+        .iter()
+        .zip(&send)
+        .filter(|(_, send)| !**send)
+        .fold((0, 0), |(n, b), (d, _)| (n + 1, b + d.size));
+    set_progress(state, |p| {
+        p.files_done += present_files;
+        p.bytes_done += present_bytes;
+    });
     // Owned items: borrowed ones trip the compiler's higher-ranked lifetime
-    // check inside the Send future axum requires.
-    futures::stream::iter(files.to_vec())
+    // check inside the Send future the job's task requires.
+    let to_send: Vec<(SnapshotFile, Digest)> = files
+        .iter()
+        .zip(&send)
+        .filter(|(_, send)| **send)
+        .map(|(file, _)| file.clone())
+        .collect();
+    futures::stream::iter(to_send)
         .map(|(file, digest)| {
-            let (state, layout, stored) = (state.clone(), layout.clone(), stored.clone());
-            async move { upload_one(&state, &layout, &file, &digest, stored.as_ref().as_ref()).await }
+            let (state, layout) = (state.clone(), layout.clone());
+            async move { upload_one(&state, &layout, &file, &digest).await }
         })
-        .buffered(state.concurrency)
-        .try_collect()
-        .await
+        .buffer_unordered(state.concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(send)
 }
 
-/// Blobs already in the store, by key with their sizes — one listing of
-/// `blobs/` (1,000 keys a request) instead of one HEAD per file, when
-/// that is fewer requests: with many files to check (a node holds
-/// thousands of SSTable components, most unchanged) it is. `None`: ask
-/// per file.
+/// The upload set: per file, whether to send it — when the store lacks
+/// its blob (same key = same BLAKE3, and the same size), and only for the
+/// first file with that content. Pure.
+fn plan_upload(
+    layout: &Layout,
+    digests: &[Digest],
+    stored: &HashMap<String, u64>,
+) -> Result<Vec<bool>, AgentError> {
+    let mut planned = std::collections::HashSet::new();
+    digests
+        .iter()
+        .map(|digest| {
+            let key = layout
+                .blob(digest)
+                .map_err(|e| AgentError::Failed(e.to_string()))?;
+            let present = stored.get(key.as_str()) == Some(&digest.size);
+            Ok(!present && planned.insert(key.as_str().to_string()))
+        })
+        .collect()
+}
+
+/// Blobs of `digests` already in the store, by key with their sizes: one
+/// listing of `blobs/` (1,000 keys a request) when that is fewer requests
+/// than a HEAD per distinct blob — with many files to check (a node holds
+/// thousands of SSTable components, most unchanged) it is. A blob another
+/// node uploads after this is sent again: harmless, the content is the
+/// same.
 async fn stored_blobs(
     state: &AgentState,
     layout: &Layout,
-    files: usize,
-) -> Result<Option<std::collections::HashMap<String, u64>>, AgentError> {
+    digests: &[Digest],
+) -> Result<HashMap<String, u64>, AgentError> {
     const LIST_WHEN_FILES_AT_LEAST: usize = 64;
-    if files < LIST_WHEN_FILES_AT_LEAST {
-        return Ok(None);
+    let failed = |e: crate::storage::Error| AgentError::Failed(e.to_string());
+    if digests.len() >= LIST_WHEN_FILES_AT_LEAST {
+        let prefix = layout.blobs_prefix();
+        return state
+            .store
+            .list(&prefix)
+            .map_ok(|o| (o.key.as_str().to_string(), o.size))
+            .try_collect()
+            .await
+            .map_err(failed);
     }
-    let prefix = layout.blobs_prefix();
-    let stored = state
-        .store
-        .list(&prefix)
-        .map_ok(|o| (o.key.as_str().to_string(), o.size))
+    let mut keys = Vec::with_capacity(digests.len());
+    for digest in digests {
+        let key = layout
+            .blob(digest)
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let found: Vec<Option<(String, u64)>> = futures::stream::iter(keys)
+        .map(|key| {
+            let store = state.store.clone();
+            async move {
+                let meta = store.head(&key).await?;
+                Ok::<_, crate::storage::Error>(meta.map(|m| (key.as_str().to_string(), m.size)))
+            }
+        })
+        .buffer_unordered(state.concurrency)
         .try_collect()
         .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?;
-    Ok(Some(stored))
+        .map_err(failed)?;
+    Ok(found.into_iter().flatten().collect())
 }
 
-/// Sends one file unless its blob is present (same key = same BLAKE3, and
-/// the same size) — in the listing `stored` when there is one, else by a
-/// HEAD; returns whether it was sent. A blob another node uploaded after
-/// the listing is sent again: harmless, the content is the same.
+/// Sends one file's blob and checks it is the content that was hashed.
 async fn upload_one(
     state: &AgentState,
     layout: &Layout,
     file: &SnapshotFile,
     digest: &Digest,
-    stored: Option<&std::collections::HashMap<String, u64>>,
-) -> Result<bool, AgentError> {
+) -> Result<(), AgentError> {
     let failed = |e: crate::storage::Error| AgentError::Failed(e.to_string());
     let key = layout
         .blob(digest)
         .map_err(|e| AgentError::Failed(e.to_string()))?;
-    let present = match stored {
-        Some(stored) => stored.get(key.as_str()) == Some(&digest.size),
-        None => state
-            .store
-            .head(&key)
-            .await
-            .map_err(failed)?
-            .is_some_and(|meta| meta.size == digest.size),
-    };
-    if !present {
-        let sent = state
-            .store
-            .put_file(&key, &file.absolute)
-            .await
-            .map_err(failed)?;
-        if !sent.same_content(digest) {
-            return Err(AgentError::Failed(format!(
-                "{} changed between hashing and upload (an SSTable never does)",
-                file.absolute.display()
-            )));
-        }
+    let sent = state
+        .store
+        .put_file(&key, &file.absolute)
+        .await
+        .map_err(failed)?;
+    if !sent.same_content(digest) {
+        return Err(AgentError::Failed(format!(
+            "{} changed between hashing and upload (an SSTable never does)",
+            file.absolute.display()
+        )));
     }
     set_progress(state, |p| {
         p.files_done += 1;
         p.bytes_done += digest.size;
-        if !present {
-            p.bytes_uploaded += digest.size;
-        }
+        p.bytes_uploaded += digest.size;
     });
-    Ok(!present)
+    Ok(())
 }
 
 fn report(files: Vec<(SnapshotFile, Digest)>, hashed_bytes: u64, sent: Vec<bool>) -> UploadReport {
@@ -233,7 +272,7 @@ fn set_progress(state: &AgentState, change: impl FnOnce(&mut Progress)) {
 }
 
 /// Logs files, bytes, rate and ETA every [`PROGRESS_INTERVAL`].
-async fn log_progress(state: AgentState) {
+async fn log_progress(state: AgentState) -> std::convert::Infallible {
     let start = Instant::now();
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.tick().await;
@@ -252,6 +291,37 @@ async fn log_progress(state: AgentState) {
             rate = format!("{}/s", bytesize::ByteSize(rate as u64)),
             eta = eta.map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()),
             "upload progress"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(byte: u8, size: u64) -> Digest {
+        Digest {
+            size,
+            blake3: [byte; 32],
+            crc32c: 0,
+        }
+    }
+
+    #[test]
+    fn the_upload_set_is_what_the_store_lacks_once_per_content() {
+        let layout = Layout::new("c", "dc1").unwrap();
+        let stored_one = digest(1, 10);
+        let resized = digest(2, 20);
+        let missing = digest(3, 30);
+        let mut stored = HashMap::new();
+        stored.insert(layout.blob(&stored_one).unwrap().as_str().to_string(), 10);
+        // A blob stored with another size is not the same blob.
+        stored.insert(layout.blob(&resized).unwrap().as_str().to_string(), 19);
+        let plan = plan_upload(&layout, &[stored_one, resized, missing, missing], &stored).unwrap();
+        assert_eq!(plan, [false, true, true, false]);
+        assert_eq!(
+            plan_upload(&layout, &[], &stored).unwrap(),
+            Vec::<bool>::new()
         );
     }
 }

@@ -38,6 +38,16 @@ impl Control {
         }
     }
 
+    /// Removes snapshot `tag` of `keyspace` only (a tag such as Cassandra's
+    /// `truncated-<millis>-<table>` can exist in several keyspaces).
+    pub async fn clear_snapshot_in(&self, tag: &str, keyspace: &str) -> Result<(), ControlError> {
+        match self {
+            Control::Nodetool(n) => n.clear_snapshot_in(tag, keyspace).await,
+            Control::Jolokia(j) => j.clear_snapshot_in(tag, keyspace).await,
+            Control::ManagementApi(m) => m.clear_snapshot_in(tag, keyspace).await,
+        }
+    }
+
     /// Loads the SSTables in `dir` into the live table `keyspace.table`
     /// (Cassandra moves them into its data directories, verifying them and
     /// their tokens, and rebuilds the table's secondary indexes for them).
@@ -121,6 +131,16 @@ impl Jolokia {
         self.exec(
             "clearSnapshot(java.util.Map,java.lang.String,[Ljava.lang.String;)",
             json!([{}, tag, []]),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `StorageService.clearSnapshot(options, tag, keyspace)`.
+    pub async fn clear_snapshot_in(&self, tag: &str, keyspace: &str) -> Result<(), ControlError> {
+        self.exec(
+            "clearSnapshot(java.util.Map,java.lang.String,[Ljava.lang.String;)",
+            json!([{}, tag, [keyspace]]),
         )
         .await
         .map(|_| ())
@@ -292,6 +312,15 @@ impl ManagementApi {
         self.send(self.http.delete(url), "clear snapshot").await
     }
 
+    /// `DELETE /api/v0/ops/node/snapshots?snapshotNames=<tag>&keyspace=<ks>`.
+    pub async fn clear_snapshot_in(&self, tag: &str, keyspace: &str) -> Result<(), ControlError> {
+        let mut url = self.endpoint("/api/v0/ops/node/snapshots")?;
+        url.query_pairs_mut()
+            .append_pair("snapshotNames", tag)
+            .append_pair("keyspace", keyspace);
+        self.send(self.http.delete(url), "clear snapshot").await
+    }
+
     /// `POST /api/v0/ops/keyspace/refresh?keyspaceName=<ks>&table=<t>`:
     /// loads SSTables placed in the table's own data directory.
     pub async fn refresh(&self, keyspace: &str, table: &str) -> Result<(), ControlError> {
@@ -379,6 +408,12 @@ impl Nodetool {
         self.run(&args).await.map(|_| ())
     }
 
+    /// `nodetool clearsnapshot -t <tag> -- <keyspace>`.
+    pub async fn clear_snapshot_in(&self, tag: &str, keyspace: &str) -> Result<(), ControlError> {
+        let args = ["clearsnapshot", "-t", tag, "--", keyspace].map(String::from);
+        self.run(&args).await.map(|_| ())
+    }
+
     /// `nodetool import <keyspace> <table> <dir>`: it exits non-zero when a
     /// directory failed to import.
     pub async fn import(
@@ -435,12 +470,48 @@ impl Nodetool {
                 command: display.clone(),
                 source: std::io::Error::other("empty nodetool command"),
             })?;
-        let child = tokio::process::Command::new(program)
+        // Its own process group, killed whole when this future is dropped
+        // (a cancelled job): `nodetool` is a script that starts a JVM, and
+        // killing the script alone would leave the JVM running.
+        let mut child = tokio::process::Command::new(program)
             .args(base)
             .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(self.timeout, child)
+            .spawn()
+            .map_err(|source| ControlError::Spawn {
+                command: display.clone(),
+                source,
+            })?;
+        let group = ProcessGroup(child.id());
+        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+        let finished = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let read_out = async {
+                if let Some(s) = stdout.as_mut() {
+                    tokio::io::AsyncReadExt::read_to_end(s, &mut out).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let read_err = async {
+                if let Some(s) = stderr.as_mut() {
+                    tokio::io::AsyncReadExt::read_to_end(s, &mut err).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let (status, r1, r2) = tokio::join!(child.wait(), read_out, read_err);
+            r1?;
+            r2?;
+            Ok::<_, std::io::Error>(std::process::Output {
+                status: status?,
+                stdout: out,
+                stderr: err,
+            })
+        };
+        let output = tokio::time::timeout(self.timeout, finished)
             .await
             .map_err(|_| ControlError::Timeout {
                 command: display.clone(),
@@ -450,6 +521,7 @@ impl Nodetool {
                 command: display.clone(),
                 source,
             })?;
+        group.disarm();
         if !output.status.success() {
             return Err(ControlError::Failed {
                 command: display,
@@ -458,6 +530,30 @@ impl Nodetool {
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// A child's process group, killed (SIGKILL) when dropped unless the
+/// child finished: whatever it started dies with it.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+            return;
+        };
+        // SAFETY: killpg only sends a signal. The group's leader is our
+        // child, not yet reaped (its `Child` is dropped after this guard),
+        // so the group id cannot have been reused by another process.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
     }
 }
 

@@ -115,6 +115,31 @@ pub fn snapshot_tags(data_dirs: &[PathBuf]) -> Result<Vec<String>, InventoryErro
     Ok(tags.into_iter().collect())
 }
 
+/// Every snapshot under `data_dirs` as (tag, keyspace, table), sorted and
+/// deduplicated (a JBOD node has a table in several data directories).
+/// The table is its directory name without the `-<table id>` suffix.
+pub fn table_snapshots(
+    data_dirs: &[PathBuf],
+) -> Result<Vec<(String, String, String)>, InventoryError> {
+    let mut found = std::collections::BTreeSet::new();
+    for data_dir in data_dirs {
+        for keyspace in subdirectories(data_dir)? {
+            let keyspace_dir = data_dir.join(&keyspace);
+            for table_dir in subdirectories(&keyspace_dir)? {
+                let table = match table_dir.rsplit_once('-') {
+                    Some((name, _id)) => name.to_string(),
+                    None => table_dir.clone(),
+                };
+                let snapshots = keyspace_dir.join(&table_dir).join("snapshots");
+                for tag in subdirectories(&snapshots)? {
+                    found.insert((tag, keyspace.clone(), table.clone()));
+                }
+            }
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
 /// Names of the subdirectories of `dir` (none if it does not exist).
 fn subdirectories(dir: &Path) -> Result<Vec<String>, InventoryError> {
     let entries = match std::fs::read_dir(dir) {

@@ -21,8 +21,12 @@ use std::time::Instant;
 use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
+use super::client::JobSpec;
 use super::nodes::{self, Node};
-use super::{PassError, lease_owner, progress, purge, release_lease, take_lease, with_lease};
+use super::{
+    PassError, end_pass, lease_owner, new_pass, progress, purge, release_lease, take_lease,
+    with_lease,
+};
 use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
 use crate::cassandra::cql::Cql;
 use crate::catalog::{
@@ -84,15 +88,18 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
     let tag = snapshot_tag(&config.storage, &config.cluster, &name);
     tracing::info!(backup = %name, cluster = %config.cluster.cluster, datacenter = %config.cluster.datacenter, "backup pass starting");
 
-    let (nodes, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
+    let (nodes, cql) =
+        nodes::whole_datacenter(&config.nodes, &config.cluster, &config.storage).await?;
     let first = nodes[0].cql_address(config.nodes.cql.port);
     let keyspaces = backup_keyspaces(&cql, first, config.keyspaces.as_deref()).await?;
 
     let catalog = Catalog::open(&config.storage, &config.cluster).await?;
     let mut lease = take_lease(&catalog, "backup", config.pass.lock_ttl).await?;
 
+    let job = new_pass("backup", config.pass.lock_ttl);
     let pass = Pass {
         config,
+        job: &job,
         name: &name,
         tag: &tag,
         started_at,
@@ -103,6 +110,8 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
         catalog: &catalog,
     };
     let committed = with_lease(&mut lease, pass.snapshot_upload_commit()).await;
+    // Whatever happened, no upload of this pass outlives it.
+    end_pass(&nodes, &job).await;
     clear_snapshots(&nodes, &tag).await;
     let result = match committed {
         Ok((manifest, read_bytes)) => with_lease(&mut lease, pass.finish(manifest, read_bytes))
@@ -180,6 +189,8 @@ async fn clear_stale_snapshots(nodes: &[Node], prefix: &str) -> Result<(), PassE
 /// The steps that run under the lease.
 struct Pass<'a> {
     config: &'a BackupConfig,
+    /// The pass id the agents' jobs run under.
+    job: &'a JobSpec,
     name: &'a str,
     tag: &'a str,
     started_at: Timestamp,
@@ -288,8 +299,9 @@ impl Pass<'_> {
         Ok(taken)
     }
 
-    /// Every agent uploads what the store lacks, all at once; the first
-    /// failure cancels the others (their requests are dropped).
+    /// Every agent uploads what the store lacks, all at once, as jobs of
+    /// this pass; on the first failure the others are no longer polled and
+    /// the pass ends them (see [`end_pass`]).
     async fn upload_all(&self) -> Result<Vec<UploadReport>, PassError> {
         let request = UploadRequest {
             tag: self.tag.to_string(),
@@ -298,7 +310,12 @@ impl Pass<'_> {
         };
         let uploads = try_join_all(self.nodes.iter().map(|node| {
             let request = &request;
-            async move { node.client.upload(request).await.map_err(node.failed()) }
+            async move {
+                node.client
+                    .upload(self.job, request)
+                    .await
+                    .map_err(node.failed())
+            }
         }));
         let clients = self.nodes.iter().map(|n| n.client.clone()).collect();
         tokio::select! {

@@ -8,9 +8,34 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::agent::api::{
-    ApiError, DownloadReport, DownloadRequest, ImportReport, ImportRequest, NodeInfo, Progress,
-    SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+    ApiError, DownloadReport, DownloadRequest, ImportReport, ImportRequest, JobState, JobStatus,
+    NodeInfo, Progress, SnapshotRequest, SnapshotTaken, StartJob, TableSnapshot, UploadReport,
+    UploadRequest, Work,
 };
+
+/// The pass a job belongs to, and how long the agent keeps it without a
+/// poll. The client polls ten times per timeout, so one lost poll never
+/// ends a job, and a coordinator that is gone ends it within the timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub pass: String,
+    pub heartbeat_timeout: Duration,
+}
+
+impl JobSpec {
+    /// A new pass id for `operation` (`backup`, `restore`): the operation
+    /// and 64 random bits.
+    pub fn new_pass(operation: &str, heartbeat_timeout: Duration) -> Self {
+        Self {
+            pass: format!("{operation}-{:016x}", rand::random::<u64>()),
+            heartbeat_timeout,
+        }
+    }
+
+    fn poll_every(&self) -> Duration {
+        (self.heartbeat_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
 
 /// Why a call to an agent failed; always names the agent.
 #[derive(Debug, thiserror::Error)]
@@ -112,24 +137,117 @@ impl AgentClient {
             .await
     }
 
-    /// Blocks until the agent has uploaded the snapshot (poll
-    /// [`AgentClient::progress`] meanwhile).
-    pub async fn upload(&self, request: &UploadRequest) -> Result<UploadReport, ClientError> {
-        self.call(Method::POST, "/v1/uploads", Some(request)).await
+    /// Runs the upload as a job of `job`'s pass and waits for its report
+    /// (poll [`AgentClient::progress`] meanwhile).
+    pub async fn upload(
+        &self,
+        job: &JobSpec,
+        request: &UploadRequest,
+    ) -> Result<UploadReport, ClientError> {
+        self.run_job(job, Work::Upload(request.clone())).await
     }
 
     pub async fn progress(&self) -> Result<Progress, ClientError> {
         self.call(Method::GET, "/v1/progress", None::<&()>).await
     }
 
-    /// Blocks until the agent has staged and verified the files.
-    pub async fn download(&self, request: &DownloadRequest) -> Result<DownloadReport, ClientError> {
-        self.call(Method::POST, "/v1/downloads", Some(request))
+    /// Runs the download as a job and waits until the agent has staged and
+    /// verified the files.
+    pub async fn download(
+        &self,
+        job: &JobSpec,
+        request: &DownloadRequest,
+    ) -> Result<DownloadReport, ClientError> {
+        self.run_job(job, Work::Download(request.clone())).await
+    }
+
+    pub async fn import(
+        &self,
+        job: &JobSpec,
+        request: &ImportRequest,
+    ) -> Result<ImportReport, ClientError> {
+        self.run_job(job, Work::Import(request.clone())).await
+    }
+
+    /// Starts `work` as a job and polls it (each poll a heartbeat) until it
+    /// ends; its report, or its error. Polls that fail are retried until
+    /// half the heartbeat timeout has passed without an answer.
+    pub async fn run_job<T: DeserializeOwned>(
+        &self,
+        job: &JobSpec,
+        work: Work,
+    ) -> Result<T, ClientError> {
+        let start = StartJob {
+            pass: job.pass.clone(),
+            heartbeat_timeout_ms: u64::try_from(job.heartbeat_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            work,
+        };
+        let mut status: JobStatus = self.call(Method::POST, "/v1/jobs", Some(&start)).await?;
+        let path = format!("/v1/jobs/{}", status.id);
+        let mut answered = tokio::time::Instant::now();
+        while status.state == JobState::Running {
+            tokio::time::sleep(job.poll_every()).await;
+            match self.call(Method::GET, &path, None::<&()>).await {
+                Ok(now) => {
+                    status = now;
+                    answered = tokio::time::Instant::now();
+                }
+                Err(err @ ClientError::Refused { .. }) => return Err(err),
+                Err(err) if answered.elapsed() > job.heartbeat_timeout / 2 => return Err(err),
+                Err(err) => {
+                    tracing::debug!(error = %err, "job poll failed; retrying");
+                }
+            }
+        }
+        match status.state {
+            JobState::Done => {
+                serde_json::from_value(status.report.unwrap_or_default()).map_err(|e| {
+                    ClientError::Unreachable {
+                        agent: self.address().to_string(),
+                        message: format!("job {} answered an unreadable report: {e}", status.id),
+                    }
+                })
+            }
+            _ => Err(ClientError::Refused {
+                agent: self.address().to_string(),
+                status: status.error_status.unwrap_or(500),
+                message: status
+                    .error
+                    .unwrap_or_else(|| format!("job {} {}", status.id, status.state.word())),
+            }),
+        }
+    }
+
+    /// Ends every job of `pass` on the agent (waiting until they stopped).
+    pub async fn end_pass(&self, pass: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(Method::DELETE, &format!("/v1/passes/{pass}"), None::<&()>)
+            .await?;
+        self.check(response).await.map(|_| ())
+    }
+
+    /// Names of the staging areas on the agent's volume.
+    pub async fn staging_areas(&self) -> Result<Vec<String>, ClientError> {
+        self.call(Method::GET, "/v1/staging", None::<&()>).await
+    }
+
+    /// Every snapshot on the node with its keyspace and table.
+    pub async fn table_snapshots(&self) -> Result<Vec<TableSnapshot>, ClientError> {
+        self.call(Method::GET, "/v1/table-snapshots", None::<&()>)
             .await
     }
 
-    pub async fn import(&self, request: &ImportRequest) -> Result<ImportReport, ClientError> {
-        self.call(Method::POST, "/v1/imports", Some(request)).await
+    /// Removes snapshot `tag` of `keyspace` only.
+    pub async fn clear_snapshot_in(&self, tag: &str, keyspace: &str) -> Result<(), ClientError> {
+        let response = self
+            .send(
+                Method::DELETE,
+                &format!("/v1/snapshots/{tag}?keyspace={keyspace}"),
+                None::<&()>,
+            )
+            .await?;
+        self.check(response).await.map(|_| ())
     }
 
     /// Repairs this node's primary ranges of the request's tables; returns

@@ -31,7 +31,7 @@ use std::time::Duration;
 use crate::cassandra::cql::CqlError;
 use crate::catalog::{Catalog, CatalogError};
 use crate::storage;
-use client::ClientError;
+use client::{ClientError, JobSpec};
 use discovery::DiscoveryError;
 use lease::{Lease, LeaseError};
 
@@ -66,18 +66,51 @@ pub enum PassError {
 }
 
 /// Runs `work` while renewing `lease` every third of its lifetime; fails
-/// (dropping `work`) as soon as the lease is lost.
+/// (dropping `work`) as soon as the lease is lost. Renewals run beside the
+/// work, never pausing it: a slow renewal must not starve the polls that
+/// keep the agents' jobs alive.
 pub async fn with_lease<T>(
     lease: &mut Lease,
     work: impl Future<Output = Result<T, PassError>>,
 ) -> Result<T, PassError> {
     let every = (lease.ttl() / 3).max(Duration::from_secs(1));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = ticker.tick() => lease.renew().await?,
+    let renewals = async {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = lease.renew().await {
+                return PassError::from(err);
+            }
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        err = renewals => Err(err),
+    }
+}
+
+/// How long an agent keeps a job of this pass without a poll: the lease's
+/// TTL (a coordinator that cannot reach its agents for that long has lost
+/// its lease too), within 10 s..60 s so that one slow poll never ends a job
+/// and a killed coordinator's work stops within a minute.
+pub fn heartbeat_timeout(lock_ttl: Duration) -> Duration {
+    lock_ttl.clamp(Duration::from_secs(10), Duration::from_secs(60))
+}
+
+/// A new pass id for `operation`, with its jobs' heartbeat timeout.
+pub fn new_pass(operation: &str, lock_ttl: Duration) -> JobSpec {
+    JobSpec::new_pass(operation, heartbeat_timeout(lock_ttl))
+}
+
+/// Ends the pass's jobs on every node (waiting until they stopped); a node
+/// that does not answer only warns — its jobs end on their own when the
+/// polls stop.
+pub async fn end_pass(nodes: &[nodes::Node], job: &JobSpec) {
+    let results =
+        futures::future::join_all(nodes.iter().map(|n| n.client.end_pass(&job.pass))).await;
+    for (node, result) in nodes.iter().zip(results) {
+        if let Err(err) = result {
+            tracing::warn!(node = %node.agent.name, pass = %job.pass, error = %err, "could not end the pass's jobs; they stop when their heartbeat times out");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The nodes of a pass: agents found by discovery, reached with the
-//! shared token (and TLS when configured), matched to their Cassandra
-//! nodes over CQL — and refused unless the datacenter is whole.
+//! shared token (and TLS when configured), checked to write to the same
+//! store as the coordinator, matched to their Cassandra nodes over CQL —
+//! and refused unless the datacenter is whole.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -10,19 +11,26 @@ use futures::future::try_join_all;
 use super::PassError;
 use super::client::{AgentClient, ClientError};
 use super::discovery::{AgentNode, discover};
-use crate::agent::api::NodeInfo;
+use crate::agent::api::{NodeInfo, StoreIdentity};
 use crate::cassandra::cql::{Cql, NodeTopology};
-use crate::config::{ClusterConfig, NodesConfig, vars};
+use crate::config::{ClusterConfig, NodesConfig, StorageConfig, vars};
 
-/// Discovers the agents, reaches every one, connects CQL through them and
-/// checks the datacenter is whole (see [`check_nodes`]).
+/// Discovers the agents, reaches every one, checks each writes to
+/// `storage` (see [`check_same_store`]), connects CQL through them and
+/// checks the datacenter is whole (see [`check_nodes`]). Nothing has been
+/// changed anywhere when it returns.
 pub async fn whole_datacenter(
     nodes: &NodesConfig,
     cluster: &ClusterConfig,
+    storage: &StorageConfig,
 ) -> Result<(Vec<Node>, Cql), PassError> {
     let connector = Connector::from_config(nodes)?;
     let found = discover(&nodes.discovery, cluster).await?;
     let agents = reach_agents(found, &connector).await?;
+    let ours = StoreIdentity::of(storage);
+    for (agent, _, info) in &agents {
+        check_same_store(&agent.name, info.store.as_ref(), &ours)?;
+    }
     let contacts: Vec<SocketAddr> = agents
         .iter()
         .map(|(agent, _, _)| SocketAddr::new(agent.ip, nodes.cql.port))
@@ -102,6 +110,26 @@ impl Connector {
                 AgentClient::with_tls_server_name(socket, name, &self.token, pem).map_err(failed)
             }
         }
+    }
+}
+
+/// Refuses an agent that writes to another store than the coordinator's
+/// (another provider, endpoint, bucket or prefix): its uploads would land
+/// where the catalog does not look, and its downloads read another
+/// catalog's blobs.
+pub fn check_same_store(
+    agent: &str,
+    theirs: Option<&StoreIdentity>,
+    ours: &StoreIdentity,
+) -> Result<(), PassError> {
+    match theirs {
+        Some(theirs) if theirs == ours => Ok(()),
+        Some(theirs) => Err(PassError::Refused(format!(
+            "agent {agent} writes to {theirs}, this coordinator to {ours}: give both the same KASSETTE_STORAGE_* settings"
+        ))),
+        None => Err(PassError::Refused(format!(
+            "agent {agent} does not say which store it writes to (an older kassette agent?); upgrade it to this version"
+        ))),
     }
 }
 
@@ -188,4 +216,45 @@ async fn check_nodes(
         "every node of the datacenter is up and has an agent"
     );
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(bucket: &str, prefix: &str) -> StoreIdentity {
+        StoreIdentity {
+            provider: "s3".into(),
+            endpoint: Some("http://minio:9000/".into()),
+            location: bucket.into(),
+            prefix: prefix.into(),
+        }
+    }
+
+    #[test]
+    fn agents_must_write_to_the_coordinators_store() {
+        let ours = store("backups", "team");
+        assert!(check_same_store("pod-0", Some(&ours), &ours).is_ok());
+        for theirs in [
+            store("other", "team"),
+            store("backups", "elsewhere"),
+            StoreIdentity {
+                provider: "gcs".into(),
+                ..ours.clone()
+            },
+            StoreIdentity {
+                endpoint: None,
+                ..ours.clone()
+            },
+        ] {
+            let err = check_same_store("pod-0", Some(&theirs), &ours)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("agent pod-0 writes to"), "{err}");
+        }
+        let err = check_same_store("pod-1", None, &ours)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent pod-1 does not say"), "{err}");
+    }
 }

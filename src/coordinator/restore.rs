@@ -1,36 +1,58 @@
 //! `kassette restore`: bring a datacenter's tables back to the state of a
 //! backup, online, and exit 0 only when they are.
 //!
-//! Order (nothing live changes before step 6):
+//! First a [`RestorePlan`] is computed — a plain value, printed at the start
+//! and unit-tested without a cluster: which live node receives which backup
+//! node's files, which tables, what each node downloads, what is truncated.
+//! Then it is carried out, in this order (nothing live changes before step
+//! 6, nothing is destroyed before step 7):
 //!
 //! 1. resolve the backup (`latest` = the newest complete one) and read its
 //!    node manifests, each checked against the BLAKE3 the backup manifest
 //!    records — an incomplete or unknown backup is refused;
-//! 2. choose the tables (`KASSETTE_KEYSPACES`, `KASSETTE_TABLES`; system
-//!    keyspaces never);
-//! 3. reach every node, check the datacenter is whole, and map backup nodes
-//!    to live nodes by host id, else by identical token sets — refusing a
-//!    different topology;
-//! 4. take the lease (a purge must not delete blobs being restored);
+//! 2. reach every node, check each agent writes to this catalog's store and
+//!    the datacenter is whole;
+//! 3. plan: adapt the backed-up schema to the target datacenter (its
+//!    replication rewritten when the backup is another datacenter's, see
+//!    [`recovery`]); choose the tables (`KASSETTE_KEYSPACES`,
+//!    `KASSETTE_TABLES`; system keyspaces never), map backup nodes to live
+//!    nodes by host id, else by identical token sets (`tokens` in the same
+//!    cluster and datacenter, `pinned tokens` in another) — refusing a
+//!    different topology. A dry run prints the plan and stops here;
+//! 4. take the lease (a purge must not delete blobs being restored); remove
+//!    the staging areas earlier restores of other backups left;
 //! 5. every agent downloads its node's files into staging, verified;
 //! 6. create the missing schema (never altering or dropping anything);
-//! 7. replace mode: truncate each table once, cluster-wide;
-//! 8. every agent imports its staged SSTables;
-//! 9. remove the staging areas (and, when asked, the truncate snapshots).
+//! 7. **the point of no return**: replace mode truncates each table once,
+//!    cluster-wide; every agent imports its staged SSTables (linked from
+//!    staging, which stays whole). From here the pass finishes even if its
+//!    lease cannot be renewed (the blobs are all staged: no purge can hurt
+//!    it), and if it cannot finish, a re-run with the same backup completes
+//!    it from the staged files without downloading again;
+//! 8. when asked, a full primary-range repair of the restored tables,
+//!    node by node;
+//! 9. remove the staging areas and, when asked, exactly the truncate
+//!    snapshots this pass's truncates made.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Instant;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use futures::future::{join_all, try_join_all};
-use jiff::Timestamp;
 
+use super::client::JobSpec;
+use super::lease::Lease;
 use super::nodes::{self, Node};
-use super::{PassError, progress, recovery, release_lease, take_lease, with_lease};
-use crate::agent::api::{DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef};
+use super::{
+    PassError, end_pass, new_pass, progress, recovery, release_lease, take_lease, with_lease,
+};
+use crate::agent::api::{
+    DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef, TableSnapshot,
+};
 use crate::agent::is_restored;
 use crate::cassandra::cql::{Cql, SYSTEM_KEYSPACES};
 use crate::cassandra::schema::{self, Object, Statement};
-use crate::catalog::{BackupManifest, Catalog, NodeManifest};
+use crate::catalog::{BackupManifest, Catalog, FileEntry, NodeManifest};
 use crate::config::{RestoreConfig, RestoreMode, vars};
 
 /// What a successful restore reports.
@@ -44,6 +66,12 @@ pub struct RestoreOutcome {
     pub downloaded_bytes: u64,
     pub created: Vec<String>,
     pub duration: std::time::Duration,
+    /// This run completed an earlier one that stopped after its point of
+    /// no return.
+    pub completed_earlier_run: bool,
+    /// The lease could not be renewed after the point of no return; the
+    /// pass finished the import anyway.
+    pub lease_lost_after_point_of_no_return: bool,
     /// Keyspaces whose replication was rewritten for the target datacenter.
     pub rewrites: Vec<String>,
     /// Keyspaces that exist with another replication, left as they are.
@@ -54,16 +82,81 @@ pub struct RestoreOutcome {
     pub dry_run: bool,
 }
 
-/// The files a backup node contributes to the chosen tables.
-fn node_files<'a>(
-    manifest: &'a NodeManifest,
-    tables: &'a BTreeSet<(String, String)>,
-) -> impl Iterator<Item = &'a crate::catalog::FileEntry> + 'a {
-    manifest
-        .files
-        .iter()
-        .filter(|f| is_restored(f))
-        .filter(move |f| tables.contains(&(f.keyspace.clone(), f.table.clone())))
+pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
+    let start = Instant::now();
+    // The source's catalog: the target's own unless KASSETTE_SOURCE_* say
+    // otherwise. Its lease keeps a purge of the source from deleting blobs
+    // being restored.
+    let catalog = Catalog::open(&config.storage, &config.source).await?;
+    let backup = catalog.backup_manifest(&config.backup).await?;
+    let manifests = catalog.node_manifests(&backup).await?;
+    let statements = schema::parse(&backup.schema_cql);
+    let (live, cql) =
+        nodes::whole_datacenter(&config.nodes, &config.cluster, &config.storage).await?;
+    let first = live[0].cql_address(config.nodes.cql.port);
+    let (statements, rewrites) =
+        recovery::adapt_schema(statements, &backup, &config.cluster.datacenter, &cql, first)
+            .await?;
+    let plan = plan(&backup, &manifests, &statements, &Choice::of(config), &live)?;
+    let keyspaces: BTreeSet<&String> = plan.tables.iter().map(|(k, _)| k).collect();
+    let replication_kept = recovery::replication_kept(&statements, &keyspaces, &cql, first).await?;
+    let views = recovery::skipped_views(&statements, &keyspaces);
+    let notes = recovery::notes(&backup, &views, config.repair_after_restore);
+    let missing = missing_schema(&statements, &plan.tables, &cql, first).await?;
+    let rewrites: Vec<String> = rewrites.iter().map(|r| r.to_string()).collect();
+    let text = plan_text(&plan, &missing, &rewrites, &replication_kept, config);
+    if config.dry_run {
+        println!("{text}");
+        return Ok(RestoreOutcome {
+            backup: backup.name.clone(),
+            tables: plan.tables.iter().cloned().collect(),
+            files: 0,
+            bytes: 0,
+            downloaded_bytes: 0,
+            created: Vec::new(),
+            duration: start.elapsed(),
+            completed_earlier_run: false,
+            lease_lost_after_point_of_no_return: false,
+            rewrites: Vec::new(),
+            replication_kept: Vec::new(),
+            notes,
+            dry_run: true,
+        });
+    }
+    for line in text.lines() {
+        tracing::info!("{line}");
+    }
+    let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
+    let job = new_pass("restore", config.pass.lock_ttl);
+    let pass = Restore {
+        config,
+        plan: &plan,
+        statements: &statements,
+        live: &live,
+        cql: &cql,
+        job: &job,
+        first,
+    };
+    let result = pass.run(&mut lease).await;
+    // Whatever happened, no download or import of this pass outlives it.
+    end_pass(&live, &job).await;
+    release_lease(lease).await;
+    let done = result?;
+    Ok(RestoreOutcome {
+        backup: backup.name.clone(),
+        tables: plan.tables.iter().cloned().collect(),
+        files: done.imports.iter().map(|r| r.files).sum(),
+        bytes: done.imports.iter().map(|r| r.bytes).sum(),
+        downloaded_bytes: done.downloads.iter().map(|r| r.downloaded_bytes).sum(),
+        created: done.created,
+        duration: start.elapsed(),
+        completed_earlier_run: done.downloads.iter().any(|r| r.import_started_before),
+        lease_lost_after_point_of_no_return: done.lease_lost,
+        rewrites,
+        replication_kept,
+        notes,
+        dry_run: false,
+    })
 }
 
 /// Keyspaces and tables of the choice that do not exist in the target
@@ -94,62 +187,26 @@ async fn missing_schema(
     Ok(missing)
 }
 
-/// The plan, as `--dry-run` prints it and a real run logs it: everything
-/// the run does, decided before it does any of it.
+/// The plan as `--dry-run` prints it and a real run logs it: the pure
+/// [`RestorePlan`], then what depends on the target's live schema (what
+/// is created, replication rewritten or kept) and the repair.
 fn plan_text(
-    backup: &BackupManifest,
-    plan: &Plan<'_>,
-    tables: &BTreeSet<(String, String)>,
+    plan: &RestorePlan,
     missing: &[String],
-    rewrites: &[schema::ReplicationRewrite],
+    rewrites: &[String],
     replication_kept: &[String],
     config: &RestoreConfig,
 ) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "restore plan{}: backup {} of {}/{} into {}/{}, {} mode",
-        if config.dry_run {
-            " (dry run: nothing changed)"
-        } else {
-            ""
-        },
-        backup.name,
-        backup.cluster,
-        backup.datacenter,
-        config.cluster.cluster,
-        config.cluster.datacenter,
-        match config.mode {
-            RestoreMode::Replace => "replace (the tables are truncated first)",
-            RestoreMode::Merge => "merge",
-        }
-    );
-    for ((manifest, node), rule) in plan.pairs.iter().zip(&plan.rules) {
-        let files: Vec<_> = node_files(manifest, tables).collect();
-        let _ = writeln!(
-            out,
-            "  node: backup {} ({}, rack {}) -> {} (host id {}, rack {}) by {}: {} files, {}",
-            manifest.host_id,
-            manifest.address,
-            manifest.rack,
-            node.agent.name,
-            node.topology.host_id,
-            node.topology.rack,
-            rule,
-            files.len(),
-            bytesize::ByteSize(files.iter().map(|f| f.digest.size).sum::<u64>())
-        );
+    if config.dry_run {
+        let _ = writeln!(out, "dry run: nothing changed");
     }
+    let _ = write!(out, "{plan}");
     let _ = writeln!(
         out,
-        "  tables ({}): {}",
-        tables.len(),
-        tables
-            .iter()
-            .map(|(k, t)| format!("{k}.{t}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "  into: {}/{}",
+        config.cluster.cluster, config.cluster.datacenter
     );
     let _ = writeln!(
         out,
@@ -172,85 +229,162 @@ fn plan_text(
     out.trim_end().to_string()
 }
 
-pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
-    let start = Instant::now();
-    // The source's catalog: the target's own unless KASSETTE_SOURCE_* say
-    // otherwise. Its lease keeps a purge of the source from deleting blobs
-    // being restored.
-    let catalog = Catalog::open(&config.storage, &config.source).await?;
-    let backup = catalog.backup_manifest(&config.backup).await?;
-    let manifests = catalog.node_manifests(&backup).await?;
-    let statements = schema::parse(&backup.schema_cql);
-    let tables = select_tables(&backup, &statements, config)?;
-    tracing::info!(backup = %backup.name, tables = tables.len(), mode = ?config.mode, "restore pass starting");
+/// What the operator chose to restore, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Choice<'a> {
+    pub keyspaces: Option<&'a [String]>,
+    pub tables: Option<&'a [(String, String)]>,
+    pub mode: RestoreMode,
+    pub clear_truncate_snapshots: bool,
+    /// The backup is the target cluster's own (`KASSETTE_SOURCE_CLUSTER`
+    /// unset or the same): a node matched by tokens was rebuilt with them
+    /// rather than given them by `kassette pin-tokens`.
+    pub same_cluster: bool,
+}
 
-    let (live, cql) = nodes::whole_datacenter(&config.nodes, &config.cluster).await?;
-    let plan = map_nodes(
-        &manifests,
-        &live,
-        config.source.cluster == config.cluster.cluster,
-    )?;
-    let first = live[0].cql_address(config.nodes.cql.port);
-    let (statements, rewrites) =
-        recovery::adapt_schema(statements, &backup, &config.cluster.datacenter, &cql, first)
-            .await?;
-    let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
-    let replication_kept = recovery::replication_kept(&statements, &keyspaces, &cql, first).await?;
-    let views = recovery::skipped_views(&statements, &keyspaces);
-    let missing = missing_schema(&statements, &tables, &cql, first).await?;
-    let plan_text = plan_text(
-        &backup,
-        &plan,
-        &tables,
-        &missing,
-        &rewrites,
-        &replication_kept,
-        config,
-    );
-    if config.dry_run {
-        println!("{plan_text}");
-        return Ok(RestoreOutcome {
-            backup: backup.name.clone(),
-            tables: tables.into_iter().collect(),
-            files: 0,
-            bytes: 0,
-            downloaded_bytes: 0,
-            created: Vec::new(),
-            duration: start.elapsed(),
-            rewrites: Vec::new(),
-            replication_kept: Vec::new(),
-            notes: recovery::notes(&backup, &views, config.repair_after_restore),
-            dry_run: true,
-        });
+impl<'a> Choice<'a> {
+    pub fn of(config: &'a RestoreConfig) -> Self {
+        Self {
+            keyspaces: config.keyspaces.as_deref(),
+            tables: config.tables.as_deref(),
+            mode: config.mode,
+            clear_truncate_snapshots: config.clear_truncate_snapshots,
+            same_cluster: config.source.cluster == config.cluster.cluster,
+        }
     }
-    for line in plan_text.lines() {
-        tracing::info!("{line}");
+}
+
+/// Everything the restore will do, decided before it does any of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePlan {
+    pub backup: String,
+    pub cluster: String,
+    pub datacenter: String,
+    pub mode: RestoreMode,
+    /// The staging area's name on every node: the backup's, so a re-run
+    /// with the same backup finds what an interrupted one staged.
+    pub staging: String,
+    pub tables: BTreeSet<(String, String)>,
+    /// Truncated before the import (replace mode), in this order.
+    pub truncate: Vec<(String, String)>,
+    pub clear_truncate_snapshots: bool,
+    pub nodes: Vec<NodePlan>,
+}
+
+/// One live node's share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePlan {
+    /// Index into the live nodes the plan was made from.
+    pub live: usize,
+    pub agent: String,
+    pub live_host_id: uuid::Uuid,
+    pub backup_host_id: uuid::Uuid,
+    /// `host id`; `tokens` for a node of the same cluster and datacenter
+    /// rebuilt with the same token set; `pinned tokens` for a node of
+    /// another cluster or datacenter given the backed-up node's tokens by
+    /// `kassette pin-tokens`.
+    pub matched_by: &'static str,
+    /// The SSTable components it downloads and imports.
+    pub files: Vec<FileEntry>,
+}
+
+impl NodePlan {
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.digest.size).sum()
     }
-    let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
-    let pass = Restore {
-        config,
-        backup: &backup,
-        statements: &statements,
-        tables: &tables,
-        plan: &plan,
-        cql: &cql,
-        first,
+}
+
+impl fmt::Display for RestorePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |tables: &mut dyn Iterator<Item = &(String, String)>| {
+            tables
+                .map(|(k, t)| format!("{k}.{t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            f,
+            "restore plan: backup {} of {}/{}, {} mode, staging area {}",
+            self.backup,
+            self.cluster,
+            self.datacenter,
+            match self.mode {
+                RestoreMode::Replace => "replace",
+                RestoreMode::Merge => "merge",
+            },
+            self.staging
+        )?;
+        writeln!(
+            f,
+            "  tables ({}): {}",
+            self.tables.len(),
+            names(&mut self.tables.iter())
+        )?;
+        if self.truncate.is_empty() {
+            writeln!(f, "  truncate: nothing")?;
+        } else {
+            writeln!(f, "  truncate: {}", names(&mut self.truncate.iter()))?;
+        }
+        for node in &self.nodes {
+            writeln!(
+                f,
+                "  node {} (host id {}) receives backup node {} (matched by {}): {} files, {}",
+                node.agent,
+                node.live_host_id,
+                node.backup_host_id,
+                node.matched_by,
+                node.files.len(),
+                bytesize::ByteSize(node.bytes())
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Computes the plan: tables, node mapping, each node's files, truncate
+/// set. Pure: refuses (naming what) when the choice or topology does not
+/// fit the backup.
+pub fn plan(
+    backup: &BackupManifest,
+    manifests: &[NodeManifest],
+    statements: &[Statement],
+    choice: &Choice<'_>,
+    live: &[Node],
+) -> Result<RestorePlan, PassError> {
+    let tables = select_tables(backup, statements, choice)?;
+    let pairs = map_nodes(manifests, live, choice.same_cluster)?;
+    let nodes = pairs
+        .into_iter()
+        .map(|(manifest, index, matched_by)| NodePlan {
+            live: index,
+            agent: live[index].agent.name.clone(),
+            live_host_id: live[index].topology.host_id,
+            backup_host_id: manifest.host_id,
+            matched_by,
+            files: manifest
+                .files
+                .iter()
+                .filter(|f| is_restored(f))
+                .filter(|f| tables.contains(&(f.keyspace.clone(), f.table.clone())))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    let truncate = match choice.mode {
+        RestoreMode::Replace => tables.iter().cloned().collect(),
+        RestoreMode::Merge => Vec::new(),
     };
-    let result = with_lease(&mut lease, pass.run()).await;
-    release_lease(lease).await;
-    let (downloads, imports, created) = result?;
-    Ok(RestoreOutcome {
+    Ok(RestorePlan {
         backup: backup.name.clone(),
-        tables: tables.into_iter().collect(),
-        files: imports.iter().map(|r| r.files).sum(),
-        bytes: imports.iter().map(|r| r.bytes).sum(),
-        downloaded_bytes: downloads.iter().map(|r| r.downloaded_bytes).sum(),
-        created,
-        duration: start.elapsed(),
-        rewrites: rewrites.iter().map(|r| r.to_string()).collect(),
-        replication_kept,
-        notes: recovery::notes(&backup, &views, config.repair_after_restore),
-        dry_run: false,
+        cluster: backup.cluster.clone(),
+        datacenter: backup.datacenter.clone(),
+        mode: choice.mode,
+        staging: format!("restore-{}", backup.name),
+        tables,
+        truncate,
+        clear_truncate_snapshots: choice.clear_truncate_snapshots
+            && choice.mode == RestoreMode::Replace,
+        nodes,
     })
 }
 
@@ -259,7 +393,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
 fn select_tables(
     backup: &BackupManifest,
     statements: &[Statement],
-    config: &RestoreConfig,
+    choice: &Choice<'_>,
 ) -> Result<BTreeSet<(String, String)>, PassError> {
     let defined: BTreeSet<(String, String)> = statements
         .iter()
@@ -268,7 +402,7 @@ fn select_tables(
         .map(|s| (s.keyspace.clone(), s.name.clone()))
         .collect();
     let mut chosen = defined.clone();
-    if let Some(keyspaces) = &config.keyspaces {
+    if let Some(keyspaces) = choice.keyspaces {
         for keyspace in keyspaces {
             if !defined.iter().any(|(k, _)| k == keyspace) {
                 return Err(PassError::Refused(format!(
@@ -281,7 +415,7 @@ fn select_tables(
         }
         chosen.retain(|(k, _)| keyspaces.contains(k));
     }
-    if let Some(tables) = &config.tables {
+    if let Some(tables) = choice.tables {
         for table in tables {
             if !defined.contains(table) {
                 return Err(PassError::Refused(format!(
@@ -304,24 +438,14 @@ fn select_tables(
     Ok(chosen)
 }
 
-/// Which live node receives which backup node's files.
-struct Plan<'a> {
-    pairs: Vec<(&'a NodeManifest, &'a Node)>,
-    /// Per pair, the rule that matched: `host id`, `tokens` (a node of the
-    /// same cluster rebuilt with its tokens) or `pinned tokens` (a node of
-    /// another cluster or datacenter given the backed-up node's tokens by
-    /// `kassette pin-tokens`).
-    rules: Vec<&'static str>,
-}
-
-/// Maps every backup node to a live node: by host id, else (a rebuilt
-/// cluster) by identical token set. Anything else is a different topology,
-/// which this pass refuses rather than attempts.
+/// Maps every backup node to a live node (by index): by host id, else (a
+/// rebuilt or pinned cluster) by identical token set. Anything else is a
+/// different topology, which this pass refuses rather than attempts.
 fn map_nodes<'a>(
     manifests: &'a [NodeManifest],
-    live: &'a [Node],
+    live: &[Node],
     same_cluster: bool,
-) -> Result<Plan<'a>, PassError> {
+) -> Result<Vec<(&'a NodeManifest, usize, &'static str)>, PassError> {
     if manifests.len() != live.len() {
         return Err(PassError::Refused(format!(
             "the backup has {} nodes, the datacenter {}: restoring into another topology is not supported",
@@ -329,76 +453,152 @@ fn map_nodes<'a>(
             live.len()
         )));
     }
-    let by_id: HashMap<uuid::Uuid, &Node> = live.iter().map(|n| (n.topology.host_id, n)).collect();
+    let by_id: HashMap<uuid::Uuid, usize> = live
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.topology.host_id, i))
+        .collect();
     let sorted = |tokens: &[String]| {
         let mut t = tokens.to_vec();
         t.sort();
         t
     };
-    let by_tokens: HashMap<Vec<String>, &Node> = live
+    let by_tokens: HashMap<Vec<String>, usize> = live
         .iter()
-        .map(|n| (sorted(&n.topology.tokens), n))
+        .enumerate()
+        .map(|(i, n)| (sorted(&n.topology.tokens), i))
         .collect();
     let mut pairs = Vec::with_capacity(manifests.len());
-    let mut rules = Vec::with_capacity(manifests.len());
     let mut used = BTreeSet::new();
     for manifest in manifests {
-        let (rule, node) = match by_id.get(&manifest.host_id) {
-            Some(node) => ("host id", Some(*node)),
-            None => {
-                let same_place = live
-                    .iter()
-                    .all(|n| n.topology.datacenter == manifest.datacenter)
-                    && same_cluster;
-                let rule = if same_place {
-                    "tokens"
-                } else {
-                    "pinned tokens"
-                };
-                (rule, by_tokens.get(&sorted(&manifest.tokens)).copied())
-            }
+        let same_place = same_cluster
+            && live
+                .iter()
+                .all(|n| n.topology.datacenter == manifest.datacenter);
+        let by_tokens_rule = if same_place {
+            "tokens"
+        } else {
+            "pinned tokens"
         };
-        let node = node
-            .ok_or_else(|| {
-                PassError::Refused(format!(
-                    "backup node {} ({}, rack {}, {} tokens) matches no live node by host id or tokens; live nodes: {}. Restoring into another topology is not supported",
-                    manifest.host_id,
-                    manifest.address,
-                    manifest.rack,
-                    manifest.tokens.len(),
-                    live.iter()
-                        .map(|n| format!("{} ({}, rack {})", n.topology.host_id, n.agent.name, n.topology.rack))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-        if !used.insert(node.topology.host_id) {
+        let found = by_id
+            .get(&manifest.host_id)
+            .map(|i| (*i, "host id"))
+            .or_else(|| {
+                by_tokens
+                    .get(&sorted(&manifest.tokens))
+                    .map(|i| (*i, by_tokens_rule))
+            });
+        let Some((index, matched_by)) = found else {
+            return Err(PassError::Refused(format!(
+                "backup node {} ({}, rack {}, {} tokens) matches no live node by host id or tokens; live nodes: {}. Restoring into another topology is not supported",
+                manifest.host_id,
+                manifest.address,
+                manifest.rack,
+                manifest.tokens.len(),
+                live.iter()
+                    .map(|n| format!(
+                        "{} ({}, rack {})",
+                        n.topology.host_id, n.agent.name, n.topology.rack
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        if !used.insert(index) {
             return Err(PassError::Refused(format!(
                 "two backup nodes map to live node {}",
-                node.agent.name
+                live[index].agent.name
             )));
         }
-        pairs.push((manifest, node));
-        rules.push(rule);
+        pairs.push((manifest, index, matched_by));
     }
-    Ok(Plan { pairs, rules })
+    Ok(pairs)
+}
+
+/// The truncate snapshots a restore's truncates made: present after them
+/// and not before, of a truncated (keyspace, table), named as Cassandra
+/// names them (`truncated-<millis>-<table>`). Nothing else — not another
+/// keyspace's same-named table, not an earlier truncate's — so clearing
+/// them removes no other safety net.
+pub fn truncate_snapshots_made(
+    before: &[TableSnapshot],
+    after: &[TableSnapshot],
+    truncated: &[(String, String)],
+) -> Vec<TableSnapshot> {
+    let before: BTreeSet<&TableSnapshot> = before.iter().collect();
+    after
+        .iter()
+        .filter(|s| !before.contains(s))
+        .filter(|s| truncated.contains(&(s.keyspace.clone(), s.table.clone())))
+        .filter(|s| {
+            s.tag
+                .strip_prefix("truncated-")
+                .and_then(|rest| rest.split_once('-'))
+                .is_some_and(|(millis, table)| {
+                    !millis.is_empty()
+                        && millis.chars().all(|c| c.is_ascii_digit())
+                        && table == s.table
+                })
+        })
+        .cloned()
+        .collect()
 }
 
 struct Restore<'a> {
     config: &'a RestoreConfig,
-    backup: &'a BackupManifest,
+    plan: &'a RestorePlan,
     /// The backed-up schema, statement by statement.
     statements: &'a [Statement],
-    tables: &'a BTreeSet<(String, String)>,
-    plan: &'a Plan<'a>,
+    live: &'a [Node],
     cql: &'a Cql,
+    job: &'a JobSpec,
     first: std::net::SocketAddr,
 }
 
-type Reports = (Vec<DownloadReport>, Vec<ImportReport>, Vec<String>);
+/// What the carried-out plan reports.
+struct Done {
+    downloads: Vec<DownloadReport>,
+    imports: Vec<ImportReport>,
+    created: Vec<String>,
+    lease_lost: bool,
+}
 
 impl Restore<'_> {
-    async fn run(&self) -> Result<Reports, PassError> {
+    async fn run(&self, lease: &mut Lease) -> Result<Done, PassError> {
+        let (downloads, created) = with_lease(lease, self.prepare())
+            .await
+            .map_err(|e| self.before_point_of_no_return(e))?;
+        if downloads.iter().any(|r| r.import_started_before) {
+            tracing::warn!(backup = %self.plan.backup, "an earlier restore of this backup stopped after its point of no return; this run completes it from the staged files");
+        }
+        let (changed, lease_lost) =
+            past_point_of_no_return(lease, self.truncate_and_import()).await;
+        let (imports, ours) = changed.map_err(|e| self.after_point_of_no_return(e))?;
+        // The data is restored: a repair that fails is reported, but the
+        // staging areas are removed all the same.
+        let repaired = if self.config.repair_after_restore {
+            past_point_of_no_return(lease, self.repair_all()).await.0
+        } else {
+            Ok(())
+        };
+        self.clean_up(&ours).await;
+        repaired.map_err(|e| {
+            PassError::Failed(format!(
+                "{e}. The tables are restored; the repair after the restore did not finish: repair them with `nodetool repair -full -pr` on each node"
+            ))
+        })?;
+        Ok(Done {
+            downloads,
+            imports,
+            created,
+            lease_lost,
+        })
+    }
+
+    /// Everything before the point of no return: stale staging removed,
+    /// files staged and verified, missing schema created.
+    async fn prepare(&self) -> Result<(Vec<DownloadReport>, Vec<String>), PassError> {
+        self.remove_stale_staging().await;
         let downloads = self.download_all().await?;
         tracing::info!(
             files = downloads.iter().map(|r| r.files).sum::<u64>(),
@@ -406,49 +606,88 @@ impl Restore<'_> {
             "every node has its files staged and verified; changing the live cluster now"
         );
         let created = self.create_missing_schema().await?;
-        let truncated_at = Timestamp::now();
-        if self.config.mode == RestoreMode::Replace {
-            for (keyspace, table) in self.tables {
-                self.cql.truncate(keyspace, table).await?;
-                tracing::info!(%keyspace, %table, "truncated");
-            }
-        }
-        let imports = self.import_all().await?;
-        if self.config.repair_after_restore {
-            self.repair_all().await?;
-        }
-        self.clean_up(truncated_at).await;
-        Ok((downloads, imports, created))
+        Ok((downloads, created))
     }
 
-    /// The staging area's name on every node: the backup's, so a re-run
-    /// with the same backup finds what an interrupted one staged.
-    fn staging(&self) -> String {
-        format!("restore-{}", self.backup.name)
+    /// The point of no return and after: truncate (replace), import.
+    /// Returns the imports and the truncate snapshots the truncates made.
+    async fn truncate_and_import(
+        &self,
+    ) -> Result<(Vec<ImportReport>, Vec<(usize, TableSnapshot)>), PassError> {
+        let before = self.table_snapshots().await;
+        for (keyspace, table) in &self.plan.truncate {
+            self.cql.truncate(keyspace, table).await?;
+            tracing::info!(%keyspace, %table, "truncated");
+        }
+        let ours = match before {
+            Some(before) => self.truncate_snapshots_since(&before).await,
+            None => Vec::new(),
+        };
+        let imports = self.import_all().await?;
+        Ok((imports, ours))
+    }
+
+    fn node(&self, index: usize) -> &Node {
+        &self.live[self.plan.nodes[index].live]
+    }
+
+    /// A failure before the point of no return: the live tables are as
+    /// they were; what was staged stays for a re-run.
+    fn before_point_of_no_return(&self, err: PassError) -> PassError {
+        PassError::Failed(format!(
+            "{err}. Nothing live was truncated or imported. Files already staged stay in the agents' staging area {} for a re-run of this backup (see docs/restore.md, \"Staging\")",
+            self.plan.staging
+        ))
+    }
+
+    /// A failure after it: the tables may be partly restored; a re-run of
+    /// the same backup completes them from the staged files.
+    fn after_point_of_no_return(&self, err: PassError) -> PassError {
+        PassError::Failed(format!(
+            "{err}. The restore stopped after its point of no return (truncate or import begun), so the tables may be partly restored. The staged files are kept: run the restore again with {}={}; it completes the restore from them without downloading again",
+            vars::BACKUP_NAME,
+            self.plan.backup
+        ))
+    }
+
+    /// Removes staging areas of other backups: under the lease no other
+    /// restore runs, so they are leftovers of stopped ones (this restore's
+    /// own area is kept: it resumes from it). Failures only warn.
+    async fn remove_stale_staging(&self) {
+        for node in self.live {
+            let areas = match node.client.staging_areas().await {
+                Ok(areas) => areas,
+                Err(err) => {
+                    tracing::warn!(node = %node.agent.name, error = %err, "could not list staging areas");
+                    continue;
+                }
+            };
+            for area in areas.iter().filter(|a| **a != self.plan.staging) {
+                tracing::warn!(node = %node.agent.name, staging = %area, "removing the staging area an earlier restore left");
+                if let Err(err) = node.client.remove_staging(area).await {
+                    tracing::warn!(node = %node.agent.name, staging = %area, error = %err, "could not remove a staging area");
+                }
+            }
+        }
     }
 
     async fn download_all(&self) -> Result<Vec<DownloadReport>, PassError> {
-        let downloads = try_join_all(self.plan.pairs.iter().map(|(manifest, node)| {
+        let downloads = try_join_all(self.plan.nodes.iter().enumerate().map(|(i, share)| {
             let request = DownloadRequest {
-                cluster: self.backup.cluster.clone(),
-                datacenter: self.backup.datacenter.clone(),
-                staging: self.staging(),
-                files: manifest
-                    .files
-                    .iter()
-                    .filter(|f| is_restored(f))
-                    .filter(|f| self.tables.contains(&(f.keyspace.clone(), f.table.clone())))
-                    .cloned()
-                    .collect(),
+                cluster: self.plan.cluster.clone(),
+                datacenter: self.plan.datacenter.clone(),
+                staging: self.plan.staging.clone(),
+                files: share.files.clone(),
             };
-            async move { node.client.download(&request).await.map_err(node.failed()) }
+            let node = self.node(i);
+            async move {
+                node.client
+                    .download(self.job, &request)
+                    .await
+                    .map_err(node.failed())
+            }
         }));
-        let clients = self
-            .plan
-            .pairs
-            .iter()
-            .map(|(_, n)| n.client.clone())
-            .collect();
+        let clients = self.live.iter().map(|n| n.client.clone()).collect();
         tokio::select! {
             reports = downloads => reports,
             () = progress::log_forever("download", clients, self.config.pass.progress_interval) => {
@@ -460,11 +699,12 @@ impl Restore<'_> {
     /// Creates the keyspaces, types, tables and indexes of the selected
     /// tables that do not exist; returns what it created.
     async fn create_missing_schema(&self) -> Result<Vec<String>, PassError> {
-        let keyspaces: BTreeSet<&String> = self.tables.iter().map(|(k, _)| k).collect();
-        let mut existing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let tables = &self.plan.tables;
+        let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
+        let mut existing: HashMap<String, BTreeSet<String>> = HashMap::new();
         for keyspace in &keyspaces {
-            let tables = self.cql.tables(self.first, keyspace).await?;
-            existing.insert((*keyspace).clone(), tables.into_iter().collect());
+            let found = self.cql.tables(self.first, keyspace).await?;
+            existing.insert((*keyspace).clone(), found.into_iter().collect());
         }
         let mut created = Vec::new();
         for statement in self.statements {
@@ -473,12 +713,12 @@ impl Restore<'_> {
             }
             let wanted = match &statement.object {
                 Object::Keyspace | Object::Type | Object::Function | Object::Aggregate => true,
-                Object::Table => self
-                    .tables
-                    .contains(&(statement.keyspace.clone(), statement.name.clone())),
-                Object::Index { table } => self
-                    .tables
-                    .contains(&(statement.keyspace.clone(), table.clone())),
+                Object::Table => {
+                    tables.contains(&(statement.keyspace.clone(), statement.name.clone()))
+                }
+                Object::Index { table } => {
+                    tables.contains(&(statement.keyspace.clone(), table.clone()))
+                }
                 // Views are derived data, rebuilt by Cassandra from their
                 // base table; importing SSTables does not feed them.
                 Object::View { .. } => false,
@@ -501,8 +741,9 @@ impl Restore<'_> {
 
     async fn import_all(&self) -> Result<Vec<ImportReport>, PassError> {
         let request = ImportRequest {
-            staging: self.staging(),
+            staging: self.plan.staging.clone(),
             tables: self
+                .plan
                 .tables
                 .iter()
                 .map(|(keyspace, table)| TableRef {
@@ -511,9 +752,14 @@ impl Restore<'_> {
                 })
                 .collect(),
         };
-        try_join_all(self.plan.pairs.iter().map(|(_, node)| {
-            let request = &request;
-            async move { node.client.import(request).await.map_err(node.failed()) }
+        try_join_all((0..self.plan.nodes.len()).map(|i| {
+            let (request, node) = (&request, self.node(i));
+            async move {
+                node.client
+                    .import(self.job, request)
+                    .await
+                    .map_err(node.failed())
+            }
         }))
         .await
     }
@@ -522,12 +768,14 @@ impl Restore<'_> {
     /// time (so every range is repaired once and the cluster is never
     /// repairing on every node at once), each step logged.
     async fn repair_all(&self) -> Result<(), PassError> {
-        let mut by_keyspace: BTreeMap<&String, Vec<String>> = BTreeMap::new();
-        for (keyspace, table) in self.tables {
+        let mut by_keyspace: std::collections::BTreeMap<&String, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (keyspace, table) in &self.plan.tables {
             by_keyspace.entry(keyspace).or_default().push(table.clone());
         }
-        let total = self.plan.pairs.len();
-        for (i, (_, node)) in self.plan.pairs.iter().enumerate() {
+        let total = self.plan.nodes.len();
+        for i in 0..total {
+            let node = self.node(i);
             for (keyspace, tables) in &by_keyspace {
                 let started = Instant::now();
                 tracing::info!(
@@ -552,53 +800,111 @@ impl Restore<'_> {
         Ok(())
     }
 
-    /// Removes the staging areas and, when asked, the snapshots Cassandra
-    /// took when it truncated; failures only warn (the data is restored).
-    async fn clean_up(&self, truncated_at: Timestamp) {
-        let staging = self.staging();
-        let results = join_all(
-            self.plan
-                .pairs
-                .iter()
-                .map(|(_, n)| n.client.remove_staging(&staging)),
-        )
-        .await;
-        for ((_, node), result) in self.plan.pairs.iter().zip(results) {
+    /// Every node's snapshots, when truncate snapshots are to be cleared
+    /// (else `None`); a node that cannot list them turns clearing off —
+    /// keeping a snapshot is safe, guessing is not.
+    async fn table_snapshots(&self) -> Option<Vec<Vec<TableSnapshot>>> {
+        if !self.plan.clear_truncate_snapshots || self.plan.truncate.is_empty() {
+            return None;
+        }
+        let all = join_all(self.live.iter().map(|n| n.client.table_snapshots())).await;
+        let mut lists = Vec::with_capacity(all.len());
+        for (node, listed) in self.live.iter().zip(all) {
+            match listed {
+                Ok(list) => lists.push(list),
+                Err(err) => {
+                    tracing::warn!(node = %node.agent.name, error = %err, "could not list snapshots; the truncate snapshots will be kept");
+                    return None;
+                }
+            }
+        }
+        Some(lists)
+    }
+
+    /// The truncate snapshots this pass's truncates made, by live node.
+    async fn truncate_snapshots_since(
+        &self,
+        before: &[Vec<TableSnapshot>],
+    ) -> Vec<(usize, TableSnapshot)> {
+        let mut ours = Vec::new();
+        for (index, (node, before)) in self.live.iter().zip(before).enumerate() {
+            match node.client.table_snapshots().await {
+                Ok(after) => ours.extend(
+                    truncate_snapshots_made(before, &after, &self.plan.truncate)
+                        .into_iter()
+                        .map(|s| (index, s)),
+                ),
+                Err(err) => {
+                    tracing::warn!(node = %node.agent.name, error = %err, "could not list snapshots; its truncate snapshots will be kept");
+                }
+            }
+        }
+        ours
+    }
+
+    /// Removes the staging areas and, when asked, the truncate snapshots
+    /// this pass made; failures only warn (the data is restored).
+    async fn clean_up(&self, truncate_snapshots: &[(usize, TableSnapshot)]) {
+        let staging = &self.plan.staging;
+        let results = join_all(self.live.iter().map(|n| n.client.remove_staging(staging))).await;
+        for (node, result) in self.live.iter().zip(results) {
             if let Err(err) = result {
                 tracing::warn!(node = %node.agent.name, error = %err, "could not remove the staging area");
             }
         }
-        if self.config.mode == RestoreMode::Replace && self.config.clear_truncate_snapshots {
-            for (_, node) in &self.plan.pairs {
-                self.clear_truncate_snapshots(node, truncated_at).await;
+        for (index, snapshot) in truncate_snapshots {
+            let node = &self.live[*index];
+            match node
+                .client
+                .clear_snapshot_in(&snapshot.tag, &snapshot.keyspace)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(node = %node.agent.name, tag = %snapshot.tag, keyspace = %snapshot.keyspace, "cleared the truncate snapshot")
+                }
+                Err(err) => {
+                    tracing::warn!(node = %node.agent.name, tag = %snapshot.tag, error = %err, "could not clear a truncate snapshot")
+                }
             }
         }
     }
+}
 
-    /// Cassandra names them `truncated-<epoch millis>-<table>`.
-    async fn clear_truncate_snapshots(&self, node: &Node, since: Timestamp) {
-        let tags = match node.client.snapshot_tags().await {
-            Ok(tags) => tags,
-            Err(err) => {
-                tracing::warn!(node = %node.agent.name, error = %err, "could not list snapshots");
-                return;
-            }
-        };
-        let since_ms = since.as_millisecond() - 1_000;
-        for tag in tags {
-            let Some(rest) = tag.strip_prefix("truncated-") else {
-                continue;
-            };
-            let Some((millis, table)) = rest.split_once('-') else {
-                continue;
-            };
-            let ours = millis.parse::<i64>().is_ok_and(|m| m >= since_ms)
-                && self.tables.iter().any(|(_, t)| t == table);
-            if ours && let Err(err) = node.client.clear_snapshot(&tag).await {
-                tracing::warn!(node = %node.agent.name, %tag, error = %err, "could not clear a truncate snapshot");
+/// Runs `work` past the point of no return: the lease is still renewed,
+/// but a failed renewal no longer stops the work — stopping half-way would
+/// leave tables truncated and empty, and with every file staged no purge
+/// can take anything the work needs. Returns the work's result and whether
+/// the lease was lost.
+async fn past_point_of_no_return<T>(
+    lease: &mut Lease,
+    work: impl std::future::Future<Output = Result<T, PassError>>,
+) -> (Result<T, PassError>, bool) {
+    let every = (lease.ttl() / 3).max(Duration::from_secs(1));
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let renewals = async {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = lease.renew().await {
+                tracing::warn!(error = %err, "the lease could not be renewed after the point of no return; finishing the import of the staged files anyway");
+                lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                if matches!(err, super::lease::LeaseError::Lost { .. }) {
+                    // Someone else holds it now: renewing again cannot help.
+                    return std::future::pending::<()>().await;
+                }
             }
         }
-    }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        () = renewals => unreachable_renewals(),
+    };
+    (result, lost.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The renewal loop of [`past_point_of_no_return`] never ends on its own.
+fn unreachable_renewals<T>() -> Result<T, PassError> {
+    Err(PassError::Failed("the lease renewal loop ended".into()))
 }
 
 #[cfg(test)]
@@ -607,6 +913,7 @@ mod tests {
     use crate::cassandra::cql::NodeTopology;
     use crate::coordinator::client::AgentClient;
     use crate::coordinator::discovery::AgentNode;
+    use jiff::Timestamp;
 
     fn live(host: u128, tokens: &[&str]) -> Node {
         Node {
@@ -650,13 +957,17 @@ mod tests {
         let nodes = [live(1, &["10", "20"]), live(2, &["30", "40"])];
         // Node 1 kept its host id; node 2 was rebuilt with the same tokens.
         let manifests = [backed_up(1, &["10", "20"]), backed_up(9, &["40", "30"])];
-        let plan = map_nodes(&manifests, &nodes, true).unwrap();
-        let hosts: Vec<u128> = plan
-            .pairs
+        let pairs = map_nodes(&manifests, &nodes, true).unwrap();
+        let hosts: Vec<(u128, &str)> = pairs
             .iter()
-            .map(|(_, n)| n.topology.host_id.as_u128())
+            .map(|(_, i, by)| (nodes[*i].topology.host_id.as_u128(), *by))
             .collect();
-        assert_eq!(hosts, [1, 2]);
+        assert_eq!(hosts, [(1, "host id"), (2, "tokens")]);
+        // The same tokens given by `kassette pin-tokens` to another
+        // cluster's node.
+        let pinned = map_nodes(&manifests, &nodes, false).unwrap();
+        assert_eq!(pinned[1].2, "pinned tokens");
+        assert_eq!(pinned[0].2, "host id");
     }
 
     #[test]
@@ -678,5 +989,184 @@ mod tests {
             err.contains("the backup has 1 nodes, the datacenter 2"),
             "{err}"
         );
+    }
+
+    fn file(keyspace: &str, table: &str, path: &str, size: u64) -> FileEntry {
+        FileEntry {
+            keyspace: keyspace.into(),
+            table: table.into(),
+            table_id: "0123456789abcdef0123456789abcdef".into(),
+            path: path.into(),
+            data_dir: 0,
+            digest: crate::storage::Digest {
+                size,
+                blake3: [size as u8; 32],
+                crc32c: 0,
+            },
+        }
+    }
+
+    fn manifest_with_schema() -> BackupManifest {
+        BackupManifest {
+            format_version: 1,
+            name: "nightly".into(),
+            cluster: "c".into(),
+            datacenter: "dc1".into(),
+            kassette_version: "0".into(),
+            started_at: Timestamp::UNIX_EPOCH,
+            finished_at: Timestamp::UNIX_EPOCH,
+            snapshot_skew_ms: 0,
+            schema_cql: "CREATE KEYSPACE shop WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3};\n\n\
+CREATE TABLE shop.users (id int PRIMARY KEY, email text);\n\n\
+CREATE TABLE shop.orders (id int PRIMARY KEY);\n\n\
+CREATE KEYSPACE other WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3};\n\n\
+CREATE TABLE other.users (id int PRIMARY KEY);\n"
+                .into(),
+            keyspaces: vec!["shop".into(), "other".into()],
+            files: 0,
+            bytes: 0,
+            uploaded_bytes: 0,
+            uploaded_files: 0,
+            nodes: vec![],
+            roles: None,
+        }
+    }
+
+    fn choice(mode: RestoreMode, tables: Option<&[(String, String)]>) -> Choice<'_> {
+        Choice {
+            keyspaces: None,
+            tables,
+            mode,
+            clear_truncate_snapshots: true,
+            same_cluster: true,
+        }
+    }
+
+    #[test]
+    fn the_plan_says_what_each_node_downloads_and_what_is_truncated() {
+        let backup = manifest_with_schema();
+        let statements = schema::parse(&backup.schema_cql);
+        let nodes = [live(1, &["10"]), live(2, &["20"])];
+        let mut first = backed_up(1, &["10"]);
+        first.files = vec![
+            file("shop", "users", "nb-1-big-Data.db", 100),
+            file("shop", "users", "manifest.json", 5),
+            file("shop", "users", ".idx/nb-1-big-Data.db", 7),
+            file("shop", "orders", "nb-1-big-Data.db", 50),
+            file("other", "users", "nb-1-big-Data.db", 30),
+        ];
+        let mut second = backed_up(9, &["20"]);
+        second.files = vec![file("shop", "users", "nb-2-big-Data.db", 200)];
+        let manifests = [second, first];
+        let only_users = [("shop".to_string(), "users".to_string())];
+        let plan = plan(
+            &backup,
+            &manifests,
+            &statements,
+            &choice(RestoreMode::Replace, Some(&only_users)),
+            &nodes,
+        )
+        .unwrap();
+        assert_eq!(plan.staging, "restore-nightly");
+        assert_eq!(plan.truncate, only_users.to_vec());
+        assert!(plan.clear_truncate_snapshots);
+        // Backup node 9 was rebuilt as live node 2 (same tokens).
+        assert_eq!(plan.nodes[0].live, 1);
+        assert_eq!(plan.nodes[0].matched_by, "tokens");
+        assert_eq!(plan.nodes[1].live, 0);
+        // Only the chosen table's SSTable components: not the snapshot's
+        // manifest, not index files, not the same-named table elsewhere.
+        let paths: Vec<(&str, &str)> = plan.nodes[1]
+            .files
+            .iter()
+            .map(|f| (f.keyspace.as_str(), f.path.as_str()))
+            .collect();
+        assert_eq!(paths, [("shop", "nb-1-big-Data.db")]);
+        assert_eq!(plan.nodes[0].bytes(), 200);
+        let printed = plan.to_string();
+        assert!(printed.contains("tables (1): shop.users"), "{printed}");
+        assert!(printed.contains("truncate: shop.users"), "{printed}");
+        assert!(printed.contains("node pod-2 (host id"), "{printed}");
+        assert!(
+            printed.contains("matched by tokens): 1 files, 200 B"),
+            "{printed}"
+        );
+
+        let merge = plan_merge(&backup, &manifests, &statements, &nodes);
+        assert!(merge.truncate.is_empty());
+        assert!(!merge.clear_truncate_snapshots);
+        assert_eq!(merge.tables.len(), 3);
+        assert!(merge.to_string().contains("truncate: nothing"));
+    }
+
+    fn plan_merge(
+        backup: &BackupManifest,
+        manifests: &[NodeManifest],
+        statements: &[Statement],
+        nodes: &[Node],
+    ) -> RestorePlan {
+        plan(
+            backup,
+            manifests,
+            statements,
+            &choice(RestoreMode::Merge, None),
+            nodes,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_filter_naming_what_the_backup_lacks_is_refused() {
+        let backup = manifest_with_schema();
+        let statements = schema::parse(&backup.schema_cql);
+        let nodes = [live(1, &["10"])];
+        let manifests = [backed_up(1, &["10"])];
+        let nope = [("shop".to_string(), "nope".to_string())];
+        let err = plan(
+            &backup,
+            &manifests,
+            &statements,
+            &choice(RestoreMode::Replace, Some(&nope)),
+            &nodes,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("KASSETTE_TABLES"), "{err}");
+    }
+
+    fn snap(tag: &str, keyspace: &str, table: &str) -> TableSnapshot {
+        TableSnapshot {
+            tag: tag.into(),
+            keyspace: keyspace.into(),
+            table: table.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_truncate_snapshots_this_restore_made_are_cleared() {
+        let truncated = [("shop".to_string(), "users".to_string())];
+        let before = [
+            snap("truncated-1000-users", "shop", "users"),
+            snap("kassette-x", "shop", "users"),
+        ];
+        let after = [
+            // An earlier truncate's: kept.
+            snap("truncated-1000-users", "shop", "users"),
+            snap("kassette-x", "shop", "users"),
+            // Ours.
+            snap("truncated-2000-users", "shop", "users"),
+            // Another keyspace's same-named table, truncated meanwhile: kept.
+            snap("truncated-2000-users", "other", "users"),
+            // Not a truncate snapshot, or not of this table: kept.
+            snap("manual-2000", "shop", "users"),
+            snap("truncated-2000-orders", "shop", "users"),
+            snap("truncated-x-users", "shop", "users"),
+        ];
+        assert_eq!(
+            truncate_snapshots_made(&before, &after, &truncated),
+            [snap("truncated-2000-users", "shop", "users")]
+        );
+        assert!(truncate_snapshots_made(&before, &after, &[]).is_empty());
     }
 }

@@ -329,6 +329,14 @@ impl Datacenter {
         panic!("no agent {what}");
     }
 
+    /// Starts agent `node` again (after [`Datacenter::kill_agent`]), with
+    /// the same state directory, and waits until it serves.
+    pub async fn restart_agent(&mut self, node: usize) {
+        let agent = self.spawn_agent(node, &[]);
+        wait_until_serving(&self.client(&agent.address)).await;
+        self.agents[node - 1] = agent;
+    }
+
     /// Kills agent of `node` (SIGKILL).
     pub async fn kill_agent(&mut self, node: usize) {
         let agent = &mut self.agents[node - 1];

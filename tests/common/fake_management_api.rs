@@ -70,6 +70,12 @@ pub struct FakeManagementApi {
 
 impl FakeManagementApi {
     pub async fn start(node: usize) -> Self {
+        Self::start_at(node, "127.0.0.1:0").await
+    }
+
+    /// A fake for test node `node` listening on `address` (e.g. the node's
+    /// own loopback address, where a pod's `localhost:8080` would be).
+    pub async fn start_at(node: usize, address: &str) -> Self {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fake = Fake {
             node,
@@ -82,7 +88,9 @@ impl FakeManagementApi {
             )
             .route("/api/v0/ops/keyspace/refresh", post(refresh))
             .with_state(fake);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .unwrap_or_else(|e| panic!("bind the fake Management API to {address}: {e}"));
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, calls }

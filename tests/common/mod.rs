@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod dc;
 pub mod fake_management_api;
 pub mod k8s;
+pub mod process_kubelet;
 pub mod tls;
 
 use std::collections::HashMap;
