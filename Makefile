@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-dr bench env env-down env-clean env-status build check lint fmt
+.PHONY: demo test test-dr bench fuzz env env-down env-clean env-status build check lint fmt
 
 ## demo: the main job end to end on local defaults (cluster, storage, backup, restore)
 demo: build
@@ -19,6 +19,11 @@ test:
 test-dr:
 	scripts/env.sh up
 	$(CARGO) test --locked --test disaster_recovery -- --ignored --test-threads=1
+
+## fuzz: every cargo-fuzz target for a bounded time (KASSETTE_FUZZ_SECONDS
+## each, default 60; nightly toolchain); not part of `make test`
+fuzz:
+	scripts/fuzz.sh
 
 ## bench: side-by-side benchmark tables (storage: kassette vs a raw S3 client)
 bench:

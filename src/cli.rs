@@ -44,12 +44,18 @@ pub enum Command {
     /// Check that every object of a backup is present (and, with --deep,
     /// that its content matches the recorded checksum).
     Verify(VerifyArgs),
-    /// Apply retention and delete data no remaining backup references.
+    /// Apply retention and delete data no remaining backup references
+    /// (`--dry-run`: print the plan; takes no lease, changes nothing).
     Purge(PurgeArgs),
     /// Before a fresh node first starts: write the tokens of the backed-up
     /// node it replaces (`initial_token`, `num_tokens`, `auto_bootstrap:
     /// false`) into its cassandra.yaml, for a disaster-recovery restore.
     PinTokens(PinTokensArgs),
+    /// Release the lease of a pass that died holding it, so the next pass
+    /// need not wait for the lease to expire. Watches the lease for six of
+    /// its holder's heartbeats (90 s by default) and refuses, exiting
+    /// 1, if the holder renews it meanwhile: a live pass is never unlocked.
+    Unlock(UnlockArgs),
 }
 
 /// Logging options, shared by every role.
@@ -401,6 +407,14 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UnlockArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct PurgeArgs {
     /// Print what would be deleted; delete nothing.
     #[arg(long)]
@@ -415,10 +429,116 @@ pub struct PurgeArgs {
     pub pass: PassArgs,
 }
 
+/// The first setting whose value is not UTF-8, as a message naming its
+/// variable (or the flag's variable, or its position on the command line).
+/// Clap would only say that *some* argument is not UTF-8; this runs before
+/// it, so the operator learns which.
+pub fn non_utf8_setting(
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    args: &[std::ffi::OsString],
+) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    for (name, value) in env {
+        if let Some(var) = vars::ALL.iter().find(|v| name.as_bytes() == v.as_bytes())
+            && value.to_str().is_none()
+        {
+            return Some(format!("{var}: is not valid UTF-8 text"));
+        }
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    for (position, arg) in args.iter().enumerate() {
+        if arg.to_str().is_some() {
+            continue;
+        }
+        let bytes = arg.as_bytes();
+        let flag = match bytes.iter().position(|b| *b == b'=') {
+            Some(eq) if bytes.starts_with(b"--") => Some(&bytes[2..eq]),
+            _ => position
+                .checked_sub(1)
+                .and_then(|p| args.get(p))
+                .and_then(|prev| prev.as_bytes().strip_prefix(b"--")),
+        };
+        let var = flag.and_then(|flag| variable_of_flag(&command, flag));
+        return Some(match (flag, var) {
+            (_, Some(var)) => format!("{var}: is not valid UTF-8 text"),
+            (Some(flag), None) => format!(
+                "--{}: is not valid UTF-8 text",
+                String::from_utf8_lossy(flag)
+            ),
+            (None, None) => format!("argument {position}: is not valid UTF-8 text"),
+        });
+    }
+    None
+}
+
+/// The environment variable behind long flag `--<flag>` in any subcommand.
+fn variable_of_flag(command: &clap::Command, flag: &[u8]) -> Option<&'static str> {
+    let mut commands = vec![command];
+    while let Some(command) = commands.pop() {
+        for arg in command.get_arguments() {
+            if arg.get_long().is_some_and(|long| long.as_bytes() == flag)
+                && let Some(env) = arg.get_env()
+            {
+                return vars::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| env == std::ffi::OsStr::new(v));
+            }
+        }
+        commands.extend(command.get_subcommands());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn bad() -> OsString {
+        OsString::from_vec(b"caf\xe9".to_vec())
+    }
+
+    #[test]
+    fn non_utf8_values_are_named_by_their_variable() {
+        let env = [
+            (OsString::from("HOME"), bad()),
+            (OsString::from(vars::PROGRESS_INTERVAL), bad()),
+        ];
+        assert_eq!(
+            non_utf8_setting(env, &[]).unwrap(),
+            "KASSETTE_PROGRESS_INTERVAL: is not valid UTF-8 text"
+        );
+        let args = |v: Vec<OsString>| non_utf8_setting([], &v);
+        assert_eq!(
+            args(vec![
+                "kassette".into(),
+                "backup".into(),
+                "--lock-ttl".into(),
+                bad()
+            ])
+            .unwrap(),
+            "KASSETTE_LOCK_TTL: is not valid UTF-8 text"
+        );
+        let mut joined = b"--storage-prefix=".to_vec();
+        joined.extend_from_slice(b"\xff");
+        assert_eq!(
+            args(vec![
+                "kassette".into(),
+                "list".into(),
+                OsString::from_vec(joined)
+            ])
+            .unwrap(),
+            "KASSETTE_STORAGE_PREFIX: is not valid UTF-8 text"
+        );
+        assert_eq!(
+            args(vec!["kassette".into(), "status".into(), bad()]).unwrap(),
+            "argument 2: is not valid UTF-8 text"
+        );
+        assert!(args(vec!["kassette".into(), "list".into()]).is_none());
+    }
 
     #[test]
     fn command_definition_is_consistent() {

@@ -11,7 +11,7 @@ use crate::catalog::{BackupManifest, Catalog};
 use crate::config::{
     BackupConfig, ClusterConfig, PinConfig, PurgeConfig, RestoreConfig, StorageConfig,
 };
-use crate::coordinator::{PassError, backup, inspect, metrics, purge, restore};
+use crate::coordinator::{self, PassError, backup, inspect, lease, metrics, purge, restore};
 use crate::pin::{self, PinOutcome};
 use crate::storage::error_chain;
 
@@ -125,31 +125,36 @@ pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
     Ok(())
 }
 
-/// `kassette list`: the index, one request however many backups.
+/// `kassette list`: every backup with its status (complete, incomplete,
+/// being written); writes nothing.
 pub async fn list(storage: StorageConfig, cluster: ClusterConfig, json: bool) -> Result<(), Error> {
     let catalog = open_catalog(&storage, &cluster).await?;
-    let index = catalog
-        .index()
-        .await
-        .map_err(|e| failed(PassError::from(e)))?;
+    let backups = inspect::list(&catalog).await.map_err(failed)?;
     if json {
-        print_json(&index.backups)?;
+        print_json(&backups)?;
         return Ok(());
     }
     println!(
-        "{:<32} {:<9} {:<25} {:<25} {:>5} {:>8} {:>10}",
+        "{:<32} {:<13} {:<25} {:<25} {:>5} {:>8} {:>10}",
         "NAME", "STATUS", "STARTED", "FINISHED", "NODES", "FILES", "SIZE"
     );
-    for e in &index.backups {
+    let time = |t: Option<jiff::Timestamp>| {
+        t.map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    for b in &backups {
         println!(
-            "{:<32} {:<9} {:<25} {:<25} {:>5} {:>8} {:>10}",
-            e.name,
-            "complete",
-            e.started_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            e.finished_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            e.nodes,
-            e.files,
-            ByteSize(e.bytes).to_string()
+            "{:<32} {:<13} {:<25} {:<25} {:>5} {:>8} {:>10}",
+            b.name,
+            b.status.label(),
+            time(b.started_at),
+            time(b.finished_at),
+            number(b.nodes.map(u64::from)),
+            number(b.files),
+            b.bytes
+                .map(|n| ByteSize(n).to_string())
+                .unwrap_or_else(|| "-".into())
         );
     }
     Ok(())
@@ -250,24 +255,69 @@ pub async fn verify(
     Ok(())
 }
 
-/// `kassette purge [--dry-run]`.
+/// `kassette purge [--dry-run]`. A dry run prints the plan a purge would
+/// carry out now; it takes no lease and writes nothing.
 pub async fn purge(config: PurgeConfig) -> Result<(), Error> {
+    if config.dry_run {
+        let plan = purge::dry_run(&config).await.map_err(failed)?;
+        println!("purge plan (dry run: nothing deleted)\n{plan}");
+        print_purge_summary(&plan.report(), "would delete");
+        let catalog = open_catalog(&config.storage, &config.cluster).await?;
+        if let Ok(Some(holder)) = lease::current_holder(catalog.store(), catalog.layout()).await
+            && holder.is_live(jiff::Timestamp::now())
+        {
+            println!(
+                "note: {} holds the lease ({}); a purge now would be refused, and a backup being written shows as incomplete here",
+                holder.owner, holder.operation
+            );
+        }
+        return Ok(());
+    }
     let report = purge::run(&config).await.map_err(failed)?;
-    let verb = if config.dry_run {
-        "would delete"
-    } else {
-        "deleted"
-    };
+    print_purge_summary(&report, "deleted");
+    Ok(())
+}
+
+fn print_purge_summary(report: &purge::PurgeReport, verb: &str) {
     println!(
-        "purge {verb} {} expired backup(s) [{}], {} incomplete [{}], {} blobs ({}); {} backup(s) kept",
+        "purge {verb} {} expired backup(s) [{}], {} incomplete [{}], {} blobs ({}), {} stale upload(s); {} backup(s) kept",
         report.expired.len(),
         report.expired.join(", "),
         report.incomplete.len(),
         report.incomplete.join(", "),
         report.blobs,
         ByteSize(report.blob_bytes),
+        report.stale_uploads,
         report.kept
     );
+}
+
+/// `kassette unlock`: releases the lease of a dead holder (see
+/// [`lease::unlock`]); exits 1 while the holder still renews it.
+pub async fn unlock(storage: StorageConfig, cluster: ClusterConfig) -> Result<(), Error> {
+    let catalog = open_catalog(&storage, &cluster).await?;
+    let outcome = lease::unlock(
+        catalog.store().clone(),
+        catalog.layout(),
+        &coordinator::lease_owner(),
+    )
+    .await
+    .map_err(|e| failed(PassError::from(e)))?;
+    match outcome {
+        lease::Unlocked::NotHeld { previous: None } => {
+            println!("no lease was ever taken in this catalog; nothing to unlock")
+        }
+        lease::Unlocked::NotHeld { previous: Some(p) } => println!(
+            "the lease is free already (last held by {} for {}, {}); nothing to unlock",
+            p.owner,
+            p.operation,
+            if p.released { "released" } else { "expired" }
+        ),
+        lease::Unlocked::Released { holder, sequence } => println!(
+            "released the lease of {} ({} since {}; lease {sequence}): it had stopped renewing. The next pass can start now",
+            holder.owner, holder.operation, holder.acquired_at
+        ),
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! - [`config`] — turns raw settings into typed, validated configuration;
 //!   every error names its variable and maps to exit code 2.
 //! - [`error`] — the crate error and its exit codes.
+//! - [`http`] — building HTTP clients (an unbuildable one is an error).
 //! - [`telemetry`] — `tracing` setup (text or JSON).
 //! - [`storage`] — the `Store` interface and its S3, GCS and local backends;
 //!   checksums, retries, transfer limits.
@@ -33,6 +34,7 @@ mod commands;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod http;
 pub mod pin;
 pub mod storage;
 pub mod telemetry;
@@ -44,51 +46,111 @@ use config::{
     AgentConfig, BackupConfig, ClusterConfig, PinConfig, PurgeConfig, RestoreConfig, StorageConfig,
 };
 
+/// A subcommand with its validated configuration, ready to run.
+#[derive(Debug)]
+pub enum Configured {
+    Backup(BackupConfig),
+    Restore(RestoreConfig),
+    Agent(AgentConfig),
+    List {
+        storage: StorageConfig,
+        cluster: ClusterConfig,
+        json: bool,
+    },
+    Status {
+        name: String,
+        storage: StorageConfig,
+        cluster: ClusterConfig,
+        json: bool,
+    },
+    Verify {
+        name: String,
+        storage: StorageConfig,
+        cluster: ClusterConfig,
+        deep: bool,
+        json: bool,
+    },
+    Purge(PurgeConfig),
+    Unlock {
+        storage: StorageConfig,
+        cluster: ClusterConfig,
+    },
+    PinTokens(PinConfig),
+}
+
+/// Validates every setting of `command`, touching nothing but the files
+/// the settings name (read, never written): the whole of what happens
+/// before a bad setting exits 2.
+pub fn configure(command: Command) -> Result<Configured, Error> {
+    Ok(match command {
+        Command::Backup(args) => Configured::Backup(BackupConfig::from_args(&args)?),
+        Command::Restore(args) => Configured::Restore(RestoreConfig::from_args(&args)?),
+        Command::Agent(args) => Configured::Agent(AgentConfig::from_args(&args)?),
+        Command::List(args) => Configured::List {
+            storage: StorageConfig::from_args(&args.storage)?,
+            cluster: ClusterConfig::from_args(&args.cluster)?,
+            json: args.json,
+        },
+        Command::Status(args) => {
+            let (name, storage, cluster) = catalog_config(&args)?;
+            Configured::Status {
+                name,
+                storage,
+                cluster,
+                json: args.json,
+            }
+        }
+        Command::Verify(args) => {
+            let (name, storage, cluster) = catalog_config(&args.backup)?;
+            Configured::Verify {
+                name,
+                storage,
+                cluster,
+                deep: args.deep,
+                json: args.backup.json,
+            }
+        }
+        Command::Purge(args) => Configured::Purge(PurgeConfig::from_args(&args)?),
+        Command::Unlock(args) => Configured::Unlock {
+            storage: StorageConfig::from_args(&args.storage)?,
+            cluster: ClusterConfig::from_args(&args.cluster)?,
+        },
+        Command::PinTokens(args) => Configured::PinTokens(PinConfig::from_args(&args)?),
+    })
+}
+
 /// Validates the configuration of `command` and runs it.
 ///
 /// Validation is complete before anything else happens, so a bad setting
 /// never leaves a side effect behind.
 pub fn run(command: Command) -> Result<(), Error> {
-    match command {
-        Command::Backup(args) => {
-            let config = BackupConfig::from_args(&args)?;
-            runtime()?.block_on(commands::backup(config))
+    match configure(command)? {
+        Configured::Backup(config) => runtime()?.block_on(commands::backup(config)),
+        Configured::Restore(config) => runtime()?.block_on(commands::restore(config)),
+        Configured::Agent(config) => runtime()?.block_on(agent::run(config)),
+        Configured::List {
+            storage,
+            cluster,
+            json,
+        } => runtime()?.block_on(commands::list(storage, cluster, json)),
+        Configured::Status {
+            name,
+            storage,
+            cluster,
+            json,
+        } => runtime()?.block_on(commands::status(storage, cluster, name, json)),
+        Configured::Verify {
+            name,
+            storage,
+            cluster,
+            deep,
+            json,
+        } => runtime()?.block_on(commands::verify(storage, cluster, name, deep, json)),
+        Configured::Purge(config) => runtime()?.block_on(commands::purge(config)),
+        Configured::Unlock { storage, cluster } => {
+            runtime()?.block_on(commands::unlock(storage, cluster))
         }
-        Command::Restore(args) => {
-            let config = RestoreConfig::from_args(&args)?;
-            runtime()?.block_on(commands::restore(config))
-        }
-        Command::Agent(args) => {
-            let config = AgentConfig::from_args(&args)?;
-            runtime()?.block_on(agent::run(config))
-        }
-        Command::List(args) => {
-            let storage = StorageConfig::from_args(&args.storage)?;
-            let cluster = ClusterConfig::from_args(&args.cluster)?;
-            runtime()?.block_on(commands::list(storage, cluster, args.json))
-        }
-        Command::Status(args) => {
-            let (name, storage, cluster) = catalog_config(&args)?;
-            runtime()?.block_on(commands::status(storage, cluster, name, args.json))
-        }
-        Command::Verify(args) => {
-            let (name, storage, cluster) = catalog_config(&args.backup)?;
-            runtime()?.block_on(commands::verify(
-                storage,
-                cluster,
-                name,
-                args.deep,
-                args.backup.json,
-            ))
-        }
-        Command::Purge(args) => {
-            let config = PurgeConfig::from_args(&args)?;
-            runtime()?.block_on(commands::purge(config))
-        }
-        Command::PinTokens(args) => {
-            let config = PinConfig::from_args(&args)?;
-            runtime()?.block_on(commands::pin_tokens(config))
-        }
+        Configured::PinTokens(config) => runtime()?.block_on(commands::pin_tokens(config)),
     }
 }
 

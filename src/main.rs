@@ -13,8 +13,14 @@ fn main() -> ExitCode {
     // one crypto backend linked, rustls cannot pick one by itself.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
+    // Clap cannot say which setting is not UTF-8; this can.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(problem) = kassette::cli::non_utf8_setting(std::env::vars_os(), &args) {
+        eprintln!("error: {problem}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     // Usage errors exit 2 and --help/--version exit 0, from clap itself.
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     let log = match LogConfig::from_args(&cli.log) {
         Ok(log) => log,
         Err(err) => {

@@ -3,7 +3,11 @@
 //! `KASSETTE_LOG`, else `RUST_LOG`, else `info`. Logs go to stderr so that
 //! stdout carries only a command's result (e.g. `kassette list --json`).
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -15,22 +19,38 @@ pub fn init(config: &LogConfig) {
         .clone()
         .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok())
         .unwrap_or_else(|| "info".into());
-    let filter = EnvFilter::new(quiet_dependencies(&directive));
+    // Whatever the filter says, what may carry a secret is never logged.
+    let filter = EnvFilter::new(quiet_dependencies(&directive))
+        .and(filter_fn(|meta| !may_carry_secrets(meta)));
     // Colours only on a terminal: a Job's logs go to files and collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    // A second init (e.g. in tests) keeps the first subscriber.
-    let _ = match config.format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder
+    let layer = match config.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    // A second init (e.g. in tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
+}
+
+/// Events that can hold a secret: the AWS signer's (they print requests
+/// with their headers, an SSE-C key among them), and every dependency's
+/// `trace` level (where HTTP clients print whole requests). kassette's own
+/// events never carry secret values, at any level.
+fn may_carry_secrets(meta: &Metadata<'_>) -> bool {
+    let target = meta.target();
+    let ours = target == "kassette" || target.starts_with("kassette::");
+    target.starts_with("aws_sigv4") || (*meta.level() == Level::TRACE && !ours)
 }
 
 /// A bare level (`info`, `debug`) applies to kassette; the SDKs' own chatter
@@ -50,6 +70,51 @@ fn quiet_dependencies(directive: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_may_carry_secrets_is_never_logged() {
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        use tracing::metadata::Kind;
+        struct Site;
+        impl tracing::callsite::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static SITE: Site = Site;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new(
+                "event",
+                target,
+                level,
+                None,
+                None,
+                None,
+                FieldSet::new(&[], Identifier(&SITE)),
+                Kind::EVENT,
+            )
+        };
+        assert!(may_carry_secrets(&meta(
+            "aws_sigv4::http_request::sign",
+            Level::TRACE
+        )));
+        assert!(may_carry_secrets(&meta("aws_sigv4", Level::INFO)));
+        assert!(may_carry_secrets(&meta(
+            "aws_smithy_runtime::client::orchestrator",
+            Level::TRACE
+        )));
+        assert!(!may_carry_secrets(&meta(
+            "aws_smithy_runtime::client::orchestrator",
+            Level::DEBUG
+        )));
+        assert!(!may_carry_secrets(&meta(
+            "kassette::storage::s3",
+            Level::TRACE
+        )));
+        assert!(may_carry_secrets(&meta("kassettex", Level::TRACE)));
+    }
 
     #[test]
     fn bare_levels_quiet_the_sdks_but_explicit_filters_win() {

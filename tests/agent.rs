@@ -47,7 +47,7 @@ impl Agent {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let url = format!("http://{address}");
-        let client = AgentClient::new(&address, TOKEN);
+        let client = AgentClient::new(&address, TOKEN).unwrap();
         tokio::spawn(serve(listener, state, std::future::pending()));
         Self {
             url,
@@ -232,7 +232,7 @@ async fn the_client_names_the_agent_in_every_failure() {
     assert_eq!(info.data_dirs.len(), 2);
 
     let address = agent.url.trim_start_matches("http://");
-    let wrong = AgentClient::new(address, "not-the-token");
+    let wrong = AgentClient::new(address, "not-the-token").unwrap();
     let err = wrong.node_info().await.unwrap_err();
     assert!(
         matches!(err, ClientError::Refused { status: 401, .. }),
@@ -257,6 +257,7 @@ async fn the_client_names_the_agent_in_every_failure() {
     let dead_address = closed.local_addr().unwrap().to_string();
     drop(closed);
     let err = AgentClient::new(&dead_address, TOKEN)
+        .unwrap()
         .progress()
         .await
         .unwrap_err();
@@ -333,7 +334,7 @@ async fn the_api_is_served_over_tls_to_clients_that_trust_its_ca() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
-    let plain = AgentClient::new(&address, TOKEN);
+    let plain = AgentClient::new(&address, TOKEN).unwrap();
     assert!(
         plain.node_info().await.is_err(),
         "plain HTTP must not be answered"
@@ -392,13 +393,13 @@ async fn management_api_import_moves_staged_files_into_the_table() {
     let state = AgentState::new(
         TOKEN.as_bytes(),
         common::cassandra_data_dirs(node),
-        Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap())),
+        Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()).unwrap()),
         storage::open(&config).await.unwrap(),
         state_dir.path().join("digests.json"),
         2,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = AgentClient::new(&listener.local_addr().unwrap().to_string(), TOKEN);
+    let client = AgentClient::new(&listener.local_addr().unwrap().to_string(), TOKEN).unwrap();
     tokio::spawn(serve(listener, state, std::future::pending()));
     let job = JobSpec::new_pass("test", std::time::Duration::from_secs(30));
     let staged_files = std::fs::read_dir(&staged).unwrap().count();

@@ -396,7 +396,15 @@ async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
     assert_eq!(status.status.code(), Some(1));
     assert!(text(&status).contains("incomplete"), "{}", text(&status));
     let listed = dc.kassette(&["list", "--json"], &[]).await;
-    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["name"], name.as_str());
+    // Its lease has not expired yet: the killed pass still looks like the
+    // writer (or, once expired, a leftover) — never complete.
+    assert!(
+        entries[0]["status"] == "being_written" || entries[0]["status"] == "incomplete",
+        "{entries:?}"
+    );
 
     // The killed pass's lease expires (3 s in tests); the re-run takes over,
     // clears the stale snapshot and completes.

@@ -162,7 +162,7 @@ async fn snapshot_and_clear_through(control: &Control, node: usize) {
 #[tokio::test]
 async fn jolokia_snapshots_and_clears_on_the_real_node() {
     let url = url::Url::parse(&setting("KASSETTE_TEST_JOLOKIA_URL")).unwrap();
-    let control = Control::Jolokia(Jolokia::new(url));
+    let control = Control::Jolokia(Jolokia::new(url).unwrap());
     // Jolokia is loaded into node 1.
     snapshot_and_clear_through(&control, 1).await;
     let err = control
@@ -178,7 +178,8 @@ async fn jolokia_snapshots_and_clears_on_the_real_node() {
 async fn management_api_requests_follow_its_openapi_document() {
     use common::fake_management_api::{Call, FakeManagementApi};
     let fake = FakeManagementApi::start(2).await;
-    let control = Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()));
+    let control =
+        Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()).unwrap());
     snapshot_and_clear_through(&control, 2).await;
     let calls = fake.calls();
     assert!(
@@ -246,5 +247,5 @@ async fn nodetool_import_loads_staged_sstables() {
 #[tokio::test]
 async fn jolokia_import_loads_staged_sstables() {
     let url = url::Url::parse(&setting("KASSETTE_TEST_JOLOKIA_URL")).unwrap();
-    import_through(&Control::Jolokia(Jolokia::new(url))).await;
+    import_through(&Control::Jolokia(Jolokia::new(url).unwrap())).await;
 }

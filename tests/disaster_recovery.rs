@@ -784,7 +784,8 @@ async fn clone_into_another_cluster_then_recover_from_losing_every_node() {
 
 async fn wait_agents(agents: &DrAgents) {
     for address in &agents.addresses {
-        let client = kassette::coordinator::client::AgentClient::new(address, TOKEN);
+        let client = kassette::coordinator::client::AgentClient::new(address, TOKEN)
+            .expect("an agent client");
         let deadline = Instant::now() + Duration::from_secs(60);
         while client.node_info().await.is_err() {
             assert!(Instant::now() < deadline, "agent {address} never served");

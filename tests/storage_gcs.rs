@@ -75,3 +75,38 @@ async fn detects_altered_objects() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_missing_object_and_a_missing_bucket_are_told_apart_by_the_response() {
+    use futures::TryStreamExt;
+    use kassette::storage::Error;
+    let bucket = new_bucket().await;
+    let store = open_bucket(&bucket).await;
+    // A missing object whose name (and so the server's message) says
+    // "bucket" is still a missing object.
+    for name in [
+        "backups/bucket/backup.json",
+        "no-such-bucket/index.json",
+        "The specified bucket does not exist",
+    ] {
+        let key = conformance::key(name);
+        assert_eq!(store.head(&key).await.unwrap(), None, "{name}");
+        let err = store.get_bytes(&key).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{name}: {err}");
+    }
+    // A missing bucket is named as such, by its name, whatever the call.
+    let missing = "kassette-no-such-bucket";
+    let store = open_bucket(missing).await;
+    let key = conformance::key("index.json");
+    let listed = store.list("").try_collect::<Vec<_>>().await;
+    for err in [
+        store.get_bytes(&key).await.unwrap_err(),
+        store.head(&key).await.unwrap_err(),
+        listed.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::NoSuchBucket { bucket } if bucket == missing),
+            "{err}"
+        );
+    }
+}

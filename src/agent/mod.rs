@@ -8,6 +8,7 @@
 //! listener bound to `127.0.0.1:0`); [`serve`] runs it until shutdown.
 
 pub mod api;
+pub mod auth;
 mod jobs;
 mod restore;
 mod upload;
@@ -23,7 +24,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use subtle::ConstantTimeEq;
 
 use crate::cassandra::control::{Control, ControlError, Jolokia, ManagementApi, Nodetool};
 use crate::config::{AgentConfig, CassandraControl};
@@ -37,7 +37,9 @@ use jobs::{JobContext, Jobs};
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AgentState {
-    token: Arc<Vec<u8>>,
+    /// The bearer token callers must present; empty (nothing is
+    /// authorised) when the given one is unusable.
+    token: Arc<String>,
     data_dirs: Vec<PathBuf>,
     control: Control,
     store: Arc<dyn Store>,
@@ -66,7 +68,7 @@ impl AgentState {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
         Self {
-            token: Arc::new(token.trim_ascii().to_vec()),
+            token: Arc::new(auth::token_from_file(token).unwrap_or_default()),
             data_dirs,
             control,
             store,
@@ -168,13 +170,21 @@ pub async fn run(config: AgentConfig) -> Result<(), crate::Error> {
     use crate::Error;
     let control = match &config.control {
         CassandraControl::Nodetool { command } => Control::Nodetool(Nodetool::new(command)),
-        CassandraControl::Jolokia { url } => Control::Jolokia(Jolokia::new(url.clone())),
-        CassandraControl::ManagementApi { url } => {
-            Control::ManagementApi(ManagementApi::new(url.clone()))
+        CassandraControl::Jolokia { url } => {
+            Control::Jolokia(Jolokia::new(url.clone()).map_err(|e| Error::Failed(e.to_string()))?)
         }
+        CassandraControl::ManagementApi { url } => Control::ManagementApi(
+            ManagementApi::new(url.clone()).map_err(|e| Error::Failed(e.to_string()))?,
+        ),
     };
     let token = std::fs::read(&config.token_file)
         .map_err(|e| Error::Failed(format!("{}: {e}", config.token_file.display())))?;
+    auth::token_from_file(&token).map_err(|e| {
+        crate::config::ConfigError::new(
+            crate::config::vars::AGENT_TOKEN_FILE,
+            format!("{} {e}", config.token_file.display()),
+        )
+    })?;
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| Error::Failed(format!("{}: {e}", config.state_dir.display())))?;
     let store = crate::storage::open(&config.storage)
@@ -249,16 +259,13 @@ pub async fn serve(
         .await
 }
 
-/// Every request needs the shared bearer token, compared in constant time.
+/// Every request needs the shared bearer token (see [`auth`]).
 async fn authenticate(State(state): State<AgentState>, request: Request, next: Next) -> Response {
-    let presented = request
+    let header = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes)
-        .unwrap_or_default();
-    if bool::from(presented.ct_eq(state.token.as_slice())) && !presented.is_empty() {
+        .map(|v| v.as_bytes());
+    if auth::is_authorized(header, &state.token) {
         next.run(request).await
     } else {
         AgentError::Unauthorized.into_response()
@@ -290,11 +297,21 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), AgentError> {
     }
 }
 
+/// A name from a request that the catalog's rule refuses.
+pub(crate) fn check_names(
+    checked: Result<(), crate::catalog::names::NameError>,
+) -> Result<(), AgentError> {
+    checked.map_err(|e| AgentError::BadRequest(e.to_string()))
+}
+
 async fn take_snapshot(
     State(state): State<AgentState>,
     Json(request): Json<SnapshotRequest>,
 ) -> Result<Json<SnapshotTaken>, AgentError> {
     check_tag(&request.tag)?;
+    for keyspace in &request.keyspaces {
+        check_names(crate::catalog::names::check_keyspace(keyspace))?;
+    }
     state
         .control
         .snapshot(&request.tag, &request.keyspaces)

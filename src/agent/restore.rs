@@ -31,7 +31,7 @@ use super::jobs::JobContext;
 use super::{AgentError, AgentState};
 use crate::cassandra::digest_cache::DigestCache;
 use crate::cassandra::snapshot::FileIdentity;
-use crate::catalog::{FileEntry, Layout};
+use crate::catalog::{FileEntry, Layout, names};
 
 /// Whether a snapshot file is an SSTable component to restore.
 pub fn is_restored(file: &FileEntry) -> bool {
@@ -88,23 +88,15 @@ pub(super) async fn download(
     let layout = Layout::new(&request.cluster, &request.datacenter)
         .map_err(|e| AgentError::BadRequest(e.to_string()))?;
     let staging = staging_dir(state, &request.staging)?;
+    for file in &request.files {
+        super::check_names(names::check_file(&file.keyspace, &file.table, &file.path))?;
+    }
     let files: Vec<FileEntry> = request
         .files
         .iter()
         .filter(|f| is_restored(f))
         .cloned()
         .collect();
-    for file in &files {
-        if file.keyspace.contains(['/', '.'])
-            || file.table.contains(['/', '.'])
-            || file.path.starts_with('.')
-        {
-            return Err(AgentError::BadRequest(format!(
-                "not a table file: {}/{}/{}",
-                file.keyspace, file.table, file.path
-            )));
-        }
-    }
     let cache_path = staging.join("verified.json");
     let cache = DigestCache::open(&cache_path);
     let (present, missing) = split_staged(&staging, &files, &cache);
@@ -303,6 +295,10 @@ pub(super) async fn import(
     context: &JobContext,
 ) -> Result<ImportReport, AgentError> {
     let staging = staging_dir(state, &request.staging)?;
+    for TableRef { keyspace, table } in &request.tables {
+        super::check_names(names::check_keyspace(keyspace))?;
+        super::check_names(names::check_table(table))?;
+    }
     if staging.is_dir() {
         let marker = staging.join(IMPORT_MARKER);
         std::fs::write(&marker, b"").map_err(|e| failed(&marker.display().to_string(), e))?;

@@ -89,13 +89,16 @@ impl Control {
 }
 
 /// One HTTP client for the HTTP doors: generous timeouts, because a
-/// snapshot of thousands of tables takes a while.
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// snapshot of thousands of tables takes a while. One that cannot be built
+/// is an error: a default client would wait forever on a hung node.
+fn http_client(what: &str) -> Result<reqwest::Client, ControlError> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(600))
-        .build()
-        .unwrap_or_default()
+        .timeout(Duration::from_secs(600));
+    crate::http::build(what, builder).map_err(|e| ControlError::Refused {
+        operation: what.to_string(),
+        message: e.message,
+    })
 }
 
 /// Jolokia's HTTP bridge to Cassandra's JMX MBeans (the operations
@@ -107,13 +110,15 @@ pub struct Jolokia {
 }
 
 const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
+/// The largest Jolokia answer read (they are a few lines).
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
 
 impl Jolokia {
-    pub fn new(url: Url) -> Self {
-        Self {
+    pub fn new(url: Url) -> Result<Self, ControlError> {
+        Ok(Self {
             url,
-            http: http_client(),
-        }
+            http: http_client("Jolokia")?,
+        })
     }
 
     /// `StorageService.takeSnapshot(tag, options, entities...)`.
@@ -257,7 +262,17 @@ impl Jolokia {
             .send()
             .await
             .map_err(|e| http_error(&what, &e))?;
-        let body: serde_json::Value = response.json().await.map_err(|e| http_error(&what, &e))?;
+        let bytes = crate::http::read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|message| ControlError::Refused {
+                operation: what.clone(),
+                message,
+            })?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ControlError::Refused {
+                operation: what.clone(),
+                message: format!("answer is not JSON: {e}"),
+            })?;
         match body.get("status").and_then(serde_json::Value::as_u64) {
             Some(200) => Ok(body.get("value").cloned().unwrap_or_default()),
             status => Err(ControlError::Refused {
@@ -283,11 +298,11 @@ pub struct ManagementApi {
 }
 
 impl ManagementApi {
-    pub fn new(url: Url) -> Self {
-        Self {
+    pub fn new(url: Url) -> Result<Self, ControlError> {
+        Ok(Self {
             url,
-            http: http_client(),
-        }
+            http: http_client("Management API")?,
+        })
     }
 
     fn endpoint(&self, path: &str) -> Result<Url, ControlError> {
@@ -338,10 +353,13 @@ impl ManagementApi {
         if status.is_success() {
             return Ok(());
         }
-        let message = response.text().await.unwrap_or_default();
+        // The error message is a line or two; more is not read.
+        let message = crate::http::read_capped(response, 64 << 10)
+            .await
+            .unwrap_or_default();
         Err(ControlError::Refused {
             operation: what,
-            message: format!("{status}: {}", message.trim()),
+            message: format!("{status}: {}", String::from_utf8_lossy(&message).trim()),
         })
     }
 }

@@ -70,11 +70,15 @@ impl Cql {
             .known_nodes_addr(contacts.iter().copied())
             .connection_timeout(Duration::from_secs(10));
         if let Some((user, password_file)) = &config.credentials {
-            let password =
-                std::fs::read_to_string(password_file).map_err(|source| CqlError::Password {
-                    path: password_file.display().to_string(),
-                    source,
-                })?;
+            let bytes = crate::config::parse::read_small_file(
+                password_file,
+                crate::config::parse::MAX_SECRET_FILE,
+            )
+            .map_err(|message| CqlError::Password {
+                path: password_file.display().to_string(),
+                source: std::io::Error::other(message),
+            })?;
+            let password = String::from_utf8_lossy(&bytes);
             builder = builder.user(user, password.trim_end_matches(['\r', '\n']));
         }
         let session = builder.build().await.map_err(|e| CqlError::Connect {

@@ -24,16 +24,20 @@ pub struct DigestCache {
     pub bytes_read: u64,
 }
 
+/// The largest cache file read (about 200 bytes per file: millions of
+/// files).
+const MAX_CACHE_BYTES: u64 = 1 << 30;
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
     entries: Vec<(FileIdentity, Digest)>,
 }
 
 impl DigestCache {
-    /// Opens the cache persisted at `path`; a missing or unreadable file
-    /// gives an empty cache.
+    /// Opens the cache persisted at `path`; a missing, unreadable or
+    /// oversized file gives an empty cache (it only costs hashing again).
     pub fn open(path: &Path) -> Self {
-        let entries = std::fs::read(path)
+        let entries = crate::config::parse::read_small_file(path, MAX_CACHE_BYTES)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Stored>(&bytes).ok())
             .map(|stored| stored.entries.into_iter().collect())

@@ -31,6 +31,11 @@ impl Layout {
         ObjectKey::new(format!("{}/{rest}", self.root))
     }
 
+    /// Listing prefix of the whole catalog.
+    pub fn root_prefix(&self) -> String {
+        format!("{}/", self.root)
+    }
+
     /// The lease with sequence number `sequence` (zero-padded, so keys sort
     /// like numbers). The highest present sequence is the current lease.
     pub fn lock(&self, sequence: u64) -> Result<ObjectKey, InvalidKey> {

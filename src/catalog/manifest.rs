@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::FORMAT_VERSION;
+use super::names::{self, NameError};
 use crate::storage::Digest;
 
 /// Why a stored record could not be read.
@@ -18,11 +19,27 @@ pub enum FormatError {
     NewerVersion { found: u32 },
     #[error("not a valid record: {0}")]
     Json(#[from] serde_json::Error),
+    /// A name that Cassandra would not have allowed: the record was not
+    /// written by kassette from a real cluster, and is not used.
+    #[error("not a valid record: {0}")]
+    Name(#[from] NameError),
+    #[error("not a valid record: {0} bytes, more than the {MAX_RECORD_BYTES} a record may have")]
+    TooLarge(usize),
 }
+
+/// The largest record kassette reads (a node manifest of a million files is
+/// about 300 MB): anything larger is refused before it is parsed.
+pub const MAX_RECORD_BYTES: usize = 512 << 20;
 
 /// A record with a format version, read and written as JSON.
 pub trait Record: Serialize + for<'de> Deserialize<'de> {
     fn format_version(&self) -> u32;
+
+    /// Checks every name the record carries (see [`super::names`]); a
+    /// record that fails is refused as a whole, before any name is used.
+    fn check_names(&self) -> Result<(), NameError> {
+        Ok(())
+    }
 
     fn to_json(&self) -> Result<Vec<u8>, FormatError> {
         Ok(serde_json::to_vec_pretty(self)?)
@@ -30,6 +47,9 @@ pub trait Record: Serialize + for<'de> Deserialize<'de> {
 
     /// Parses a record, refusing one from a newer format.
     fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(FormatError::TooLarge(bytes.len()));
+        }
         // Check the version first, so a newer layout is reported as such
         // rather than as whatever field it no longer has.
         #[derive(Deserialize)]
@@ -42,7 +62,9 @@ pub trait Record: Serialize + for<'de> Deserialize<'de> {
                 found: versioned.format_version,
             });
         }
-        Ok(serde_json::from_slice(bytes)?)
+        let record: Self = serde_json::from_slice(bytes)?;
+        record.check_names()?;
+        Ok(record)
     }
 }
 
@@ -85,6 +107,16 @@ pub struct NodeManifest {
 impl Record for NodeManifest {
     fn format_version(&self) -> u32 {
         self.format_version
+    }
+
+    fn check_names(&self) -> Result<(), NameError> {
+        names::check_backup_name(&self.backup)?;
+        names::check_segment("cluster", &self.cluster, 63)?;
+        names::check_segment("datacenter", &self.datacenter, 63)?;
+        for file in &self.files {
+            names::check_file(&file.keyspace, &file.table, &file.path)?;
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +184,38 @@ impl Record for BackupManifest {
     fn format_version(&self) -> u32 {
         self.format_version
     }
+
+    /// The backup's own names, its keyspaces, and every keyspace, table,
+    /// index and view name of the backed-up schema (a restore creates and
+    /// imports by those names).
+    fn check_names(&self) -> Result<(), NameError> {
+        use crate::cassandra::schema::{self, Object};
+        names::check_backup_name(&self.name)?;
+        names::check_segment("cluster", &self.cluster, 63)?;
+        names::check_segment("datacenter", &self.datacenter, 63)?;
+        for keyspace in &self.keyspaces {
+            names::check_keyspace(keyspace)?;
+        }
+        for statement in schema::parse(&self.schema_cql) {
+            names::check_keyspace(&statement.keyspace)?;
+            match &statement.object {
+                Object::Keyspace => {}
+                Object::Table => names::check_table(&statement.name)?,
+                Object::View { table } => {
+                    names::check_table(&statement.name)?;
+                    names::check_table(table)?;
+                }
+                Object::Index { table } => {
+                    names::check_index(&statement.name)?;
+                    names::check_table(table)?;
+                }
+                // Neither reaches a path or an object name: only CQL,
+                // which quotes them as the backed-up schema does.
+                Object::Type | Object::Function | Object::Aggregate => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `backups/<name>/started.json`: which pass started a backup, and when.
@@ -162,11 +226,20 @@ pub struct StartedRecord {
     pub name: String,
     pub owner: String,
     pub started_at: Timestamp,
+    /// The `run_id` of the lease the pass holds: while that lease is live,
+    /// the backup is being written (added within version 1; absent in
+    /// records of older writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Uuid>,
 }
 
 impl Record for StartedRecord {
     fn format_version(&self) -> u32 {
         self.format_version
+    }
+
+    fn check_names(&self) -> Result<(), NameError> {
+        names::check_backup_name(&self.name)
     }
 }
 
@@ -219,6 +292,12 @@ impl Record for Index {
     fn format_version(&self) -> u32 {
         self.format_version
     }
+
+    fn check_names(&self) -> Result<(), NameError> {
+        self.backups
+            .iter()
+            .try_for_each(|entry| names::check_backup_name(&entry.name))
+    }
 }
 
 impl Index {
@@ -252,6 +331,15 @@ pub struct LockRecord {
     /// Set when the holder gave the lease up (rather than dying with it).
     #[serde(default)]
     pub released: bool,
+    /// When the holder last renewed (its clock; informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_at: Option<Timestamp>,
+    /// How often the holder renews, in milliseconds: `kassette unlock`
+    /// calls a holder dead only after watching its lease unchanged for
+    /// four of these. Absent in records of older writers (they renewed
+    /// every third of the TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
 }
 
 impl Record for LockRecord {
@@ -263,6 +351,11 @@ impl Record for LockRecord {
 impl LockRecord {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at
+    }
+
+    /// Whether the lease still excludes other passes at `now`.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        !self.released && !self.is_expired(now)
     }
 }
 
@@ -317,6 +410,133 @@ mod tests {
         assert!(matches!(err, FormatError::NewerVersion { .. }), "{err}");
     }
 
+    /// Names a crafted manifest could carry to reach a path or an MBean.
+    const CRAFTED: &[&str] = &["..", "../../etc", "/etc", "", "a\0b", "ks,type=x", "k s"];
+
+    #[test]
+    fn crafted_node_manifests_are_refused_whole() {
+        let long = "x".repeat(5_000);
+        let mut names: Vec<&str> = CRAFTED.to_vec();
+        names.push(&long);
+        for bad in names {
+            for field in ["keyspace", "table", "path"] {
+                // A file name is one path component: only what could move
+                // a path (or is too long for one) is wrong for it.
+                let moves_a_path =
+                    bad.is_empty() || bad.contains(['/', '\0', '.']) || bad.len() > 255;
+                if field == "path" && !moves_a_path {
+                    continue;
+                }
+                let mut manifest = node();
+                let file = &mut manifest.files[0];
+                match field {
+                    "keyspace" => file.keyspace = bad.into(),
+                    "table" => file.table = bad.into(),
+                    _ => file.path = bad.into(),
+                }
+                let json = serde_json::to_vec(&manifest).unwrap();
+                let err = NodeManifest::from_json(&json).unwrap_err();
+                assert!(
+                    matches!(err, FormatError::Name(_)),
+                    "{field} {bad:?}: {err}"
+                );
+            }
+        }
+        // A path that climbs out of an index directory, or an absolute one.
+        for path in ["/etc/passwd", ".idx/../../x", "../nb-1-big-Data.db"] {
+            let mut manifest = node();
+            manifest.files[0].path = path.into();
+            let json = serde_json::to_vec(&manifest).unwrap();
+            assert!(NodeManifest::from_json(&json).is_err(), "{path:?} accepted");
+        }
+        let mut manifest = node();
+        manifest.backup = "../x".into();
+        let json = serde_json::to_vec(&manifest).unwrap();
+        assert!(NodeManifest::from_json(&json).is_err());
+    }
+
+    fn backup(schema: &str) -> BackupManifest {
+        BackupManifest {
+            format_version: FORMAT_VERSION,
+            name: "nightly".into(),
+            cluster: "prod".into(),
+            datacenter: "dc1".into(),
+            kassette_version: "0.1.0".into(),
+            started_at: "2026-11-25T02:00:00Z".parse().unwrap(),
+            finished_at: "2026-11-25T02:10:00Z".parse().unwrap(),
+            snapshot_skew_ms: 0,
+            schema_cql: schema.into(),
+            keyspaces: vec!["shop".into()],
+            roles: None,
+            nodes: vec![],
+            files: 0,
+            bytes: 0,
+            uploaded_bytes: 0,
+            uploaded_files: 0,
+        }
+    }
+
+    #[test]
+    fn crafted_schemas_are_refused_whole() {
+        let good = "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\n\n\
+CREATE TABLE shop.\"Orders\" (id int PRIMARY KEY);\n\n\
+CREATE INDEX by_id ON shop.\"Orders\" (id);\n";
+        let json = serde_json::to_vec(&backup(good)).unwrap();
+        assert!(BackupManifest::from_json(&json).is_ok());
+        for bad in [
+            "CREATE TABLE shop.\"../../etc\" (id int PRIMARY KEY);\n",
+            "CREATE TABLE \"/abs\".t (id int PRIMARY KEY);\n",
+            "CREATE KEYSPACE \"a,type=Tables\" WITH replication = {};\n",
+            "CREATE INDEX \"../x\" ON shop.t (id);\n",
+            "CREATE TABLE shop.\"t\u{0}x\" (id int PRIMARY KEY);\n",
+        ] {
+            let json = serde_json::to_vec(&backup(bad)).unwrap();
+            let err = BackupManifest::from_json(&json).unwrap_err();
+            assert!(matches!(err, FormatError::Name(_)), "{bad:?}: {err}");
+        }
+        let mut crafted = backup(good);
+        crafted.keyspaces = vec!["../x".into()];
+        let json = serde_json::to_vec(&crafted).unwrap();
+        assert!(BackupManifest::from_json(&json).is_err());
+        let long_table = format!(
+            "CREATE TABLE shop.{} (id int PRIMARY KEY);\n",
+            "t".repeat(300)
+        );
+        let json = serde_json::to_vec(&backup(&long_table)).unwrap();
+        assert!(BackupManifest::from_json(&json).is_err());
+    }
+
+    #[test]
+    fn crafted_index_entries_are_refused() {
+        let json = br#"{"format_version":1,"backups":[{"name":"../../x","started_at":"2026-11-24T02:00:00Z","finished_at":"2026-11-24T02:05:00Z","nodes":3,"files":1,"bytes":1}]}"#;
+        assert!(matches!(
+            Index::from_json(json).unwrap_err(),
+            FormatError::Name(_)
+        ));
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        for bytes in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"[]",
+            b"{\"format_version\": -1}",
+            b"{\"format_version\": 99999999999}",
+            b"{\"format_version\": 1}",
+            &[0xff, 0xfe, 0x00],
+        ] {
+            assert!(NodeManifest::from_json(bytes).is_err());
+            assert!(BackupManifest::from_json(bytes).is_err());
+            assert!(Index::from_json(bytes).is_err());
+            assert!(LockRecord::from_json(bytes).is_err());
+        }
+        // Deep nesting is refused by the parser's recursion limit.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(Index::from_json(deep.as_bytes()).is_err());
+    }
+
     #[test]
     fn index_orders_backups_and_knows_the_latest() {
         let entry = |name: &str, at: &str| IndexEntry {
@@ -345,8 +565,21 @@ mod tests {
             acquired_at: "2026-11-25T02:00:00Z".parse().unwrap(),
             expires_at: "2026-11-25T02:10:00Z".parse().unwrap(),
             released: false,
+            renewed_at: None,
+            heartbeat_ms: None,
         };
         assert!(!lock.is_expired("2026-11-25T02:05:00Z".parse().unwrap()));
         assert!(lock.is_expired("2026-11-25T02:10:00Z".parse().unwrap()));
+        assert!(lock.is_live("2026-11-25T02:05:00Z".parse().unwrap()));
+        let released = LockRecord {
+            released: true,
+            ..lock.clone()
+        };
+        assert!(!released.is_live("2026-11-25T02:05:00Z".parse().unwrap()));
+        // Records of older writers (no renewal fields) still parse.
+        let old = br#"{"format_version":1,"owner":"o","run_id":"00000000-0000-0000-0000-000000000000","operation":"backup","acquired_at":"2026-11-25T02:00:00Z","expires_at":"2026-11-25T02:10:00Z"}"#;
+        let parsed = LockRecord::from_json(old).unwrap();
+        assert_eq!(parsed.heartbeat_ms, None);
+        assert!(!parsed.released);
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! This module owns the storage format — the key layout ([`Layout`]) and
 //! the manifests, index and lock records as plain serde types
-//! ([`manifest`]) — and [`Catalog`], which reads and writes them through
+//! ([`manifest`]), and the rule every stored name must follow ([`names`]) — and [`Catalog`], which reads and writes them through
 //! a [`crate::storage::Store`] following the format's ordering rules. `docs/storage-format.md` is the
 //! specification; these types are its executable form, and the two must
 //! change together (bump [`FORMAT_VERSION`] for any incompatible change).
 
 mod layout;
 pub mod manifest;
+pub mod names;
 mod repo;
 
 pub use layout::Layout;

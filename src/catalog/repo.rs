@@ -1,9 +1,10 @@
 //! Reading and writing the catalog's records through a [`Store`]: the one
 //! place that applies the read and write rules of `docs/storage-format.md`
 //! (backup manifest last, node manifests vouched for by their BLAKE3, the
-//! index as a rebuildable cache).
+//! index as a cache checked against the backup manifests on every read).
+//! Reading never writes: only passes holding the lease write the index.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -103,11 +104,13 @@ impl Catalog {
     }
 
     /// Writes the backup manifest: from now on the backup is complete.
-    /// Create-if-absent, so two passes can never both commit one name.
+    /// Create-if-absent, so two passes can never both commit one name; a
+    /// retry that finds exactly these bytes (its first response was lost)
+    /// committed.
     pub async fn commit(&self, manifest: &BackupManifest) -> Result<(), CatalogError> {
         let key = self.layout.backup_manifest(&manifest.name)?;
         let bytes = encode(manifest, &key)?;
-        self.store.put_bytes(&key, bytes, PutMode::Create).await?;
+        storage::create(self.store.as_ref(), &key, bytes).await?;
         Ok(())
     }
 
@@ -173,32 +176,61 @@ impl Catalog {
         Ok(manifests)
     }
 
-    /// The index; rebuilt from the backup manifests when it is missing.
+    /// The complete backups, oldest first, as the committed backup
+    /// manifests say: the stored index, checked against one listing of
+    /// `backups/` (entries without a backup manifest dropped, backup
+    /// manifests the index lacks read and added). A missing or unreadable
+    /// index is rebuilt in memory. Writes nothing.
     pub async fn index(&self) -> Result<Index, CatalogError> {
+        let found = self.backups().await?;
+        self.index_of(&found).await
+    }
+
+    /// As [`Catalog::index`], for a listing already made.
+    pub async fn index_of(&self, found: &[FoundBackup]) -> Result<Index, CatalogError> {
+        let complete: BTreeSet<&str> = found
+            .iter()
+            .filter(|b| b.status == BackupStatus::Complete)
+            .map(|b| b.name.as_str())
+            .collect();
+        let stored = self.stored_index().await?;
+        let mut entries: Vec<IndexEntry> = stored
+            .into_iter()
+            .filter(|e| complete.contains(e.name.as_str()))
+            .collect();
+        let indexed: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        for name in complete {
+            if !indexed.contains(name) {
+                tracing::info!(
+                    backup = name,
+                    "the index lacks this committed backup (a pass died before updating it); reading its manifest"
+                );
+                let manifest = self.read_backup_manifest(name.to_string()).await?;
+                entries.push(IndexEntry::from(&manifest));
+            }
+        }
+        Ok(Index::new(entries))
+    }
+
+    /// The entries of `index.json` as stored; none when it is missing or
+    /// unreadable (it is only a cache).
+    async fn stored_index(&self) -> Result<Vec<IndexEntry>, CatalogError> {
         let key = self.layout.index()?;
         match self.store.get_bytes(&key).await {
-            Ok(bytes) => decode(&bytes, &key),
-            Err(storage::Error::NotFound { .. }) => self.rebuild_index().await,
+            Ok(bytes) => match decode::<Index>(&bytes, &key) {
+                Ok(index) => Ok(index.backups),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the index is unreadable; using the backup manifests");
+                    Ok(Vec::new())
+                }
+            },
+            Err(storage::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Reads every backup manifest and writes a fresh index (under the
+    /// Adds one committed backup to the index and writes it (under the
     /// lease).
-    pub async fn rebuild_index(&self) -> Result<Index, CatalogError> {
-        let mut entries = Vec::new();
-        for found in self.backups().await? {
-            if found.status == BackupStatus::Complete {
-                let manifest = self.read_backup_manifest(found.name).await?;
-                entries.push(IndexEntry::from(&manifest));
-            }
-        }
-        let index = Index::new(entries);
-        self.put_index(&index).await?;
-        Ok(index)
-    }
-
-    /// Adds one committed backup to the index (under the lease).
     pub async fn add_to_index(&self, manifest: &BackupManifest) -> Result<Index, CatalogError> {
         let mut entries = self.index().await?.backups;
         entries.retain(|e| e.name != manifest.name);
@@ -206,6 +238,16 @@ impl Catalog {
         let index = Index::new(entries);
         self.put_index(&index).await?;
         Ok(index)
+    }
+
+    /// The start record of backup `name`, if it has one.
+    pub async fn started(&self, name: &str) -> Result<Option<StartedRecord>, CatalogError> {
+        let key = self.layout.backup_started(name)?;
+        match self.store.get_bytes(&key).await {
+            Ok(bytes) => Ok(Some(decode(&bytes, &key)?)),
+            Err(storage::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 
     pub async fn put_index(&self, index: &Index) -> Result<(), CatalogError> {
@@ -220,9 +262,22 @@ impl Catalog {
     /// Every backup name present under `backups/`, complete or not, by one
     /// listing of the prefix.
     pub async fn backups(&self) -> Result<Vec<FoundBackup>, CatalogError> {
+        Ok(self
+            .backup_listing()
+            .await?
+            .into_iter()
+            .map(|(name, (status, _))| FoundBackup { name, status })
+            .collect())
+    }
+
+    /// Every backup under `backups/` with its status and the objects under
+    /// its prefix, by one listing. Complete means: its backup manifest is
+    /// among them.
+    pub async fn backup_listing(
+        &self,
+    ) -> Result<BTreeMap<String, (BackupStatus, Vec<ObjectKey>)>, CatalogError> {
         let prefix = self.layout.backups_prefix();
-        let mut names = BTreeSet::new();
-        let mut complete = BTreeSet::new();
+        let mut backups: BTreeMap<String, (BackupStatus, Vec<ObjectKey>)> = BTreeMap::new();
         let mut listing = self.store.list(&prefix);
         while let Some(object) = listing.try_next().await? {
             let Some(rest) = object.key.as_str().strip_prefix(&prefix) else {
@@ -231,39 +286,25 @@ impl Catalog {
             let Some((name, tail)) = rest.split_once('/') else {
                 continue;
             };
-            names.insert(name.to_string());
+            let entry = backups
+                .entry(name.to_string())
+                .or_insert_with(|| (BackupStatus::Incomplete, Vec::new()));
             if tail == "backup.json" {
-                complete.insert(name.to_string());
+                entry.0 = BackupStatus::Complete;
             }
+            entry.1.push(object.key);
         }
-        Ok(names
-            .into_iter()
-            .map(|name| FoundBackup {
-                status: if complete.contains(&name) {
-                    BackupStatus::Complete
-                } else {
-                    BackupStatus::Incomplete
-                },
-                name,
-            })
-            .collect())
+        Ok(backups)
     }
 
-    /// Deletes backup `name`: its backup manifest first (it stops being
-    /// complete), then everything else under its prefix.
-    pub async fn delete_backup(&self, name: &str) -> Result<(), CatalogError> {
-        let manifest = self.layout.backup_manifest(name)?;
-        self.store
-            .delete_many(std::slice::from_ref(&manifest))
-            .await?;
-        let rest: Vec<ObjectKey> = self
+    /// Every object under backup `name`'s prefix.
+    pub async fn backup_objects(&self, name: &str) -> Result<Vec<ObjectKey>, CatalogError> {
+        Ok(self
             .store
             .list(&self.layout.backup_prefix(name))
             .map_ok(|o| o.key)
             .try_collect()
-            .await?;
-        self.store.delete_many(&rest).await?;
-        Ok(())
+            .await?)
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::coordinator::token_file;
+use super::coordinator::agent_token_file;
 use super::{ConfigError, StorageConfig, optional, parse, required, unused, vars};
 use crate::cli::AgentArgs;
 
@@ -51,8 +51,8 @@ enum Method {
 /// any `… PRIVATE KEY`). The contents are never echoed.
 fn pem_file(raw: &str, kind: &str) -> Result<PathBuf, String> {
     let path = parse::readable_file(raw)?;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = parse::read_small_file(&path, parse::MAX_PEM_FILE)?;
+    let text = String::from_utf8_lossy(&bytes);
     let has_block = text
         .lines()
         .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{kind}-----")));
@@ -79,7 +79,7 @@ impl AgentConfig {
             vars::AGENT_TOKEN_FILE,
             args.agent_token_file.as_deref(),
             "a file holding the token callers must present",
-            token_file,
+            agent_token_file,
         )?;
         let cert = optional(vars::AGENT_TLS_CERT, args.tls_cert.as_deref(), |raw| {
             pem_file(raw, "CERTIFICATE")

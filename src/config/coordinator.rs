@@ -112,7 +112,7 @@ impl NodesConfig {
             vars::AGENT_TOKEN_FILE,
             args.agent_token_file.as_deref(),
             "a file holding the token shared with the agents",
-            token_file,
+            agent_token_file,
         )?;
         let agent_ca_file = optional(
             vars::AGENT_CA_FILE,
@@ -195,11 +195,22 @@ fn namespace_name(raw: &str) -> Result<String, String> {
 /// are read later by whoever uses it, and never printed.
 pub(crate) fn token_file(raw: &str) -> Result<PathBuf, String> {
     let path = parse::readable_file(raw)?;
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.iter().any(|b| !b.is_ascii_whitespace()) => Ok(path),
-        Ok(_) => Err(format!("{} is empty", path.display())),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    let bytes = parse::read_small_file(&path, parse::MAX_SECRET_FILE)?;
+    if bytes.iter().any(|b| !b.is_ascii_whitespace()) {
+        Ok(path)
+    } else {
+        Err(format!("{} is empty", path.display()))
     }
+}
+
+/// The agent token file: a secret file whose token the coordinator and the
+/// agent read alike ([`crate::agent::auth::token_from_file`]).
+pub(crate) fn agent_token_file(raw: &str) -> Result<PathBuf, String> {
+    let path = token_file(raw)?;
+    let bytes = parse::read_small_file(&path, parse::MAX_SECRET_FILE)?;
+    crate::agent::auth::token_from_file(&bytes)
+        .map(|_| path.clone())
+        .map_err(|e| format!("{} {e}", path.display()))
 }
 
 /// Keep-last / max-age retention; both unset means keep everything.
@@ -240,11 +251,16 @@ pub struct PassConfig {
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(15 * 60);
 /// Default interval between progress lines.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest lease: a day without renewal is already far past any pass
+/// that is still alive.
+pub const MAX_LOCK_TTL: Duration = Duration::from_secs(86_400);
+/// The longest interval between progress lines.
+pub const MAX_PROGRESS_INTERVAL: Duration = Duration::from_secs(86_400);
 
 impl PassConfig {
     pub fn from_args(args: &PassArgs) -> Result<Self, ConfigError> {
         let lock_ttl = optional(vars::LOCK_TTL, args.lock_ttl.as_deref(), |raw| {
-            let ttl = parse::duration(raw)?;
+            let ttl = parse::duration_at_most(raw, MAX_LOCK_TTL)?;
             if ttl < Duration::from_secs(3) {
                 return Err("must be at least 3s (it is renewed every third of it)".into());
             }
@@ -255,7 +271,7 @@ impl PassConfig {
             progress_interval: optional(
                 vars::PROGRESS_INTERVAL,
                 args.progress_interval.as_deref(),
-                parse::duration,
+                |raw| parse::duration_at_most(raw, MAX_PROGRESS_INTERVAL),
             )?
             .unwrap_or(DEFAULT_PROGRESS_INTERVAL),
         })

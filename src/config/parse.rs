@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::catalog::names;
+
 /// Parses a value that must be one of a fixed set of words.
 pub fn one_of<T: Copy>(raw: &str, choices: &[(&str, T)]) -> Result<T, String> {
     let wanted = raw.trim().to_ascii_lowercase();
@@ -53,16 +55,36 @@ pub fn port(raw: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("{raw:?} is not a TCP port (1-65535)"))
 }
 
-/// Parses a duration such as `30d`, `12h`, `1week 2days`.
+/// The longest duration any setting accepts (a retention age); longer ones
+/// overflow timers and clocks.
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000); // 100 years of 365.25 days
+
+/// Parses a duration such as `30d`, `12h`, `1week 2days`, of at most
+/// [`MAX_DURATION`].
 pub fn duration(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw.trim())
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{raw:?} is not a positive duration (e.g. 30d, 12h, 2weeks)"))
+    duration_at_most(raw, MAX_DURATION)
 }
 
+/// Parses a positive duration of at most `max`.
+pub fn duration_at_most(raw: &str, max: Duration) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(raw.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{raw:?} is not a positive duration (e.g. 30d, 12h, 2weeks)"))?;
+    if parsed > max {
+        return Err(format!(
+            "{raw:?} is longer than the {} allowed",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(parsed)
+}
+
+/// The smallest bandwidth limit: the limiter counts in KiB.
+pub const MIN_BANDWIDTH: u64 = 1024;
+
 /// Parses a bandwidth such as `200MiB/s`, `1.5GB/s` or `50MiB` (per second
-/// implied), returning bytes per second.
+/// implied), returning bytes per second; at least 1 KiB/s.
 pub fn bandwidth(raw: &str) -> Result<u64, String> {
     let text = raw.trim();
     let amount = text
@@ -76,6 +98,13 @@ pub fn bandwidth(raw: &str) -> Result<u64, String> {
         .map(|b| b.as_u64())
         .filter(|b| *b > 0)
         .ok_or_else(|| format!("{raw:?} is not a bandwidth (e.g. 200MiB/s, 1GB/s)"))
+        .and_then(|b| {
+            if b < MIN_BANDWIDTH {
+                Err(format!("{raw:?} is below the smallest limit, 1KiB/s"))
+            } else {
+                Ok(b)
+            }
+        })
 }
 
 /// Parses an `http(s)://` URL. Credentials embedded in it are refused and
@@ -128,20 +157,11 @@ pub fn listen_addr(raw: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{raw:?} is not an address to listen on (e.g. 0.0.0.0:7300)"))
 }
 
-/// A Cassandra identifier as it appears unquoted in a data directory name.
-fn is_cql_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 48
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Parses `KASSETTE_KEYSPACES`: keyspace names.
 pub fn keyspaces(raw: &str) -> Result<Vec<String>, String> {
     let items = list(raw)?;
-    match items.iter().find(|k| !is_cql_name(k)) {
-        Some(bad) => Err(format!(
-            "{bad:?} is not a keyspace name (letters, digits, _)"
-        )),
+    match items.iter().find_map(|k| names::check_keyspace(k).err()) {
+        Some(bad) => Err(bad.to_string()),
         None => Ok(items),
     }
 }
@@ -151,10 +171,12 @@ pub fn tables(raw: &str) -> Result<Vec<(String, String)>, String> {
     list(raw)?
         .into_iter()
         .map(|item| match item.split_once('.') {
-            Some((ks, table)) if is_cql_name(ks) && is_cql_name(table) => {
+            Some((ks, table)) => {
+                names::check_keyspace(ks).map_err(|e| e.to_string())?;
+                names::check_table(table).map_err(|e| e.to_string())?;
                 Ok((ks.to_string(), table.to_string()))
             }
-            _ => Err(format!("{item:?} is not keyspace.table")),
+            None => Err(format!("{item:?} is not keyspace.table")),
         })
         .collect()
 }
@@ -173,15 +195,10 @@ pub fn backup_name(raw: &str) -> Result<String, String> {
     }
 }
 
-/// Whether `name` can be a key segment or a directory name as it is: 1 to
-/// `max_len` of letters, digits, `.`, `_`, `-`, starting alphanumeric (so
-/// never `.`, `..` or hidden).
+/// Whether `name` can be a key segment or a directory name as it is (the
+/// rule is the catalog's: [`names::is_safe_name`]).
 pub fn is_safe_name(name: &str, max_len: usize) -> bool {
-    name.len() <= max_len
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    names::is_safe_name(name, max_len)
 }
 
 /// Parses a DNS name a TLS certificate is issued for, e.g.
@@ -242,6 +259,33 @@ pub fn readable_file(raw: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// The most kassette reads of a secret or key file (a token, a password, a
+/// credentials file, an SSE-C key).
+pub const MAX_SECRET_FILE: u64 = 1 << 20;
+/// The most kassette reads of a PEM certificate or CA bundle.
+pub const MAX_PEM_FILE: u64 = 16 << 20;
+
+/// Reads a small file whole, refusing one larger than `max` bytes (a
+/// mistaken path to a disk image must not be loaded into memory). The
+/// error names the file, never its contents.
+pub fn read_small_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "{} is larger than {} bytes; is it the right file?",
+            path.display(),
+            max
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Checks that a directory exists.
 pub fn existing_dir(raw: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(raw.trim());
@@ -273,6 +317,8 @@ mod tests {
         assert_eq!(bandwidth("50 MiB"), Ok(50 * 1024 * 1024));
         assert!(bandwidth("fast").is_err());
         assert!(bandwidth("0B/s").is_err());
+        assert_eq!(bandwidth("16KiB/s"), Ok(16 * 1024));
+        assert!(bandwidth("100B/s").unwrap_err().contains("1KiB/s"));
     }
 
     #[test]
@@ -280,6 +326,11 @@ mod tests {
         assert_eq!(duration("2days"), Ok(Duration::from_secs(172_800)));
         assert!(duration("0s").is_err());
         assert!(duration("soon").is_err());
+        assert!(duration("100years").is_ok());
+        for huge in ["500000000000y", "101y", "18446744073709551615s"] {
+            assert!(duration(huge).is_err(), "{huge} accepted");
+        }
+        assert!(duration_at_most("2h", Duration::from_secs(3600)).is_err());
     }
 
     #[test]

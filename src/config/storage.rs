@@ -146,7 +146,8 @@ fn s3_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
         vars::STORAGE_REGION,
         args.storage_region.as_deref(),
         |raw| {
-            let ok = !raw.is_empty() && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            let ok = (1..=64).contains(&raw.len())
+                && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
             ok.then(|| raw.to_string())
                 .ok_or_else(|| format!("{raw:?} is not a region name (e.g. eu-west-1)"))
         },
@@ -162,7 +163,8 @@ fn s3_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
         parse::readable_file,
     )?;
     let storage_class = optional(vars::STORAGE_CLASS, args.storage_class.as_deref(), |raw| {
-        let ok = !raw.is_empty() && raw.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+        let ok = (1..=64).contains(&raw.len())
+            && raw.chars().all(|c| c.is_ascii_uppercase() || c == '_');
         ok.then(|| raw.to_string())
             .ok_or_else(|| format!("{raw:?} is not an S3 storage class (e.g. STANDARD_IA)"))
     })?;
@@ -206,7 +208,7 @@ fn s3_encryption(args: &StorageArgs) -> Result<S3Encryption, ConfigError> {
 fn sse_c_key(raw: &str) -> Result<[u8; 32], String> {
     use base64::Engine;
     let path = parse::readable_file(raw)?;
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = parse::read_small_file(&path, parse::MAX_SECRET_FILE)?;
     if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
         return Ok(key);
     }
@@ -274,6 +276,7 @@ fn local_backend(args: &StorageArgs) -> Result<Backend, ConfigError> {
     let object_store_only = [
         (vars::STORAGE_BUCKET, &args.storage_bucket),
         (vars::STORAGE_ENDPOINT, &args.storage_endpoint),
+        (vars::STORAGE_ALLOW_HTTP, &args.storage_allow_http),
         (vars::STORAGE_REGION, &args.storage_region),
         (
             vars::STORAGE_CREDENTIALS_FILE,
@@ -350,11 +353,22 @@ fn gcs_bucket_name(raw: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{raw:?} is not a bucket name (3-63 of a-z, 0-9, '.', '-', '_')"))
 }
 
+/// The longest key prefix: kassette's own keys take up to about 350 bytes
+/// (`kassette/v1/<cluster>/<datacenter>/backups/<name>/nodes/<id>.json`),
+/// and S3 and GCS keys are limited to 1,024.
+pub const MAX_PREFIX_BYTES: usize = 512;
+
 /// Normalises a key prefix and refuses one that could escape the root.
 fn key_prefix(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim().trim_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
+    }
+    if trimmed.len() > MAX_PREFIX_BYTES {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_PREFIX_BYTES} leave room for kassette's keys within the 1024-byte key limit",
+            trimmed.len()
+        ));
     }
     for segment in trimmed.split('/') {
         if segment.is_empty() || segment == "." || segment == ".." {
@@ -404,8 +418,8 @@ fn credentials_path(raw: &str, provider_key: &str) -> Result<PathBuf, String> {
 /// Only key names are inspected; no value is ever returned or echoed.
 fn aws_credentials_file(raw: &str) -> Result<PathBuf, String> {
     let path = credentials_path(raw, MEDUSA_S3_CREDENTIALS_KEY)?;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = parse::read_small_file(&path, parse::MAX_SECRET_FILE)?;
+    let text = String::from_utf8_lossy(&bytes);
     let has_key = |name: &str| {
         text.lines().any(|line| {
             line.split_once('=')
@@ -431,8 +445,8 @@ fn gcs_credentials_file(raw: &str) -> Result<PathBuf, String> {
             path.display()
         )
     };
-    let text = std::fs::read_to_string(&path).map_err(|_| not_a_key())?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| not_a_key())?;
+    let bytes = parse::read_small_file(&path, parse::MAX_SECRET_FILE)?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| not_a_key())?;
     match json.get("type").and_then(|t| t.as_str()) {
         Some("service_account" | "authorized_user" | "external_account") => Ok(path),
         _ => Err(not_a_key()),
@@ -513,6 +527,11 @@ mod tests {
         assert_eq!(key_prefix("").unwrap(), "");
         assert!(key_prefix("a/../b").is_err());
         assert!(key_prefix("a//b").is_err());
+        assert!(key_prefix(&"p".repeat(512)).is_ok());
+        let long = "p".repeat(20_000);
+        let err = key_prefix(&long).unwrap_err();
+        assert!(err.contains("1024"), "{err}");
+        assert!(!err.contains(&long), "{err}");
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! 4. read the schema; every agent uploads the blobs the store lacks,
 //!    with progress logged at a steady interval;
 //! 5. check every referenced blob is present, write the node manifests,
-//!    then the backup manifest — the commit — then the index;
+//!    re-check the lease, then write the backup manifest — the commit —
+//!    then the index;
 //! 6. clear the snapshots on every node, whatever happened;
-//! 7. apply retention and collect garbage, still under the lease.
+//! 7. apply retention and collect garbage (or, without retention, abort
+//!    the unfinished uploads of killed passes), still under the lease.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -22,6 +24,7 @@ use futures::future::{join_all, try_join_all};
 use jiff::Timestamp;
 
 use super::client::JobSpec;
+use super::lease::Lease;
 use super::nodes::{self, Node};
 use super::{
     PassError, end_pass, lease_owner, new_pass, progress, purge, release_lease, take_lease,
@@ -94,7 +97,7 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
     let keyspaces = backup_keyspaces(&cql, first, config.keyspaces.as_deref()).await?;
 
     let catalog = Catalog::open(&config.storage, &config.cluster).await?;
-    let mut lease = take_lease(&catalog, "backup", config.pass.lock_ttl).await?;
+    let lease = take_lease(&catalog, "backup", config.pass.lock_ttl).await?;
 
     let job = new_pass("backup", config.pass.lock_ttl);
     let pass = Pass {
@@ -108,13 +111,18 @@ pub async fn run(config: &BackupConfig) -> Result<BackupOutcome, PassError> {
         first,
         keyspaces: &keyspaces,
         catalog: &catalog,
+        lease: &lease,
     };
-    let committed = with_lease(&mut lease, pass.snapshot_upload_commit()).await;
-    // Whatever happened, no upload of this pass outlives it.
-    end_pass(&nodes, &job).await;
-    clear_snapshots(&nodes, &tag).await;
+    let committed = with_lease(&lease, pass.snapshot_upload_commit()).await;
+    // Whatever happened, no upload of this pass outlives it; still
+    // renewing: the index and retention after it need a valid lease.
+    super::renewing(&lease, async {
+        end_pass(&nodes, &job).await;
+        clear_snapshots(&nodes, &tag).await;
+    })
+    .await;
     let result = match committed {
-        Ok((manifest, read_bytes)) => with_lease(&mut lease, pass.finish(manifest, read_bytes))
+        Ok((manifest, read_bytes)) => with_lease(&lease, pass.finish(manifest, read_bytes))
             .await
             .map(|(manifest, read_bytes, purge)| BackupOutcome {
                 manifest,
@@ -199,6 +207,7 @@ struct Pass<'a> {
     first: SocketAddr,
     keyspaces: &'a [String],
     catalog: &'a Catalog,
+    lease: &'a Lease,
 }
 
 impl Pass<'_> {
@@ -218,6 +227,7 @@ impl Pass<'_> {
                 name: self.name.to_string(),
                 owner: lease_owner(),
                 started_at: self.started_at,
+                run_id: Some(self.lease.record().run_id),
             })
             .await?;
         let prefix = catalog_tag_prefix(&self.config.storage, &self.config.cluster);
@@ -274,6 +284,10 @@ impl Pass<'_> {
             uploaded_files: summaries.iter().map(|s| s.uploaded_files).sum(),
             nodes: summaries,
         };
+        // The last moment another pass's purge could have taken over: the
+        // commit makes these blobs referenced, so it happens only while the
+        // lease is certainly ours.
+        self.lease.check().await?;
         self.catalog.commit(&manifest).await?;
         tracing::info!(backup = %self.name, "backup manifest written: the backup is complete");
         let read_bytes = reports.iter().map(|r| r.hashed_bytes).sum();
@@ -355,15 +369,50 @@ impl Pass<'_> {
         manifest: BackupManifest,
         read_bytes: u64,
     ) -> Result<(BackupManifest, u64, Option<purge::PurgeReport>), PassError> {
+        if let Err(err) = self.lease.check().await {
+            // The backup is complete whatever happens now; only the index
+            // (a cache) and retention need the lease. The next pass does them.
+            tracing::warn!(error = %err, "the lease was lost after the commit; leaving the index and retention to the next pass");
+            return Ok((manifest, read_bytes, None));
+        }
         self.catalog.add_to_index(&manifest).await?;
         let retention = self.config.retention;
+        let upload_age = self.config.pass.lock_ttl;
         let purged = if retention.keep_last.is_some() || retention.max_age.is_some() {
-            Some(purge::purge(self.catalog, &retention, false).await?)
+            Some(purge::purge(self.catalog, self.lease, &retention, upload_age).await?)
         } else {
+            abort_stale_uploads(self.catalog, self.lease, upload_age).await?;
             None
         };
         Ok((manifest, read_bytes, purged))
     }
+}
+
+/// Aborts the unfinished uploads killed passes left under the catalog
+/// (older than the lease TTL, so no running pass of this catalog owns
+/// them); failures only warn.
+async fn abort_stale_uploads(
+    catalog: &Catalog,
+    lease: &Lease,
+    older_than: std::time::Duration,
+) -> Result<(), PassError> {
+    let stale = catalog
+        .store()
+        .stale_uploads(&catalog.layout().root_prefix(), older_than)
+        .await?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    lease.check().await?;
+    for upload in &stale {
+        match catalog.store().abort_upload(upload).await {
+            Ok(()) => tracing::info!(%upload, "aborted an unfinished upload of a killed pass"),
+            Err(err) => {
+                tracing::warn!(%upload, error = %err, "could not abort an unfinished upload")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Latest minus earliest snapshot time, in milliseconds.

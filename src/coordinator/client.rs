@@ -48,7 +48,20 @@ pub enum ClientError {
         status: u16,
         message: String,
     },
+    /// The agent answered, but not with what the API promises.
+    #[error("agent {agent}: answer to {request}: {message}")]
+    BadAnswer {
+        agent: String,
+        request: String,
+        message: String,
+    },
 }
+
+/// The largest answer read from an agent (an upload report lists every
+/// file of a node: a million files are about 300 MB of JSON).
+pub const MAX_ANSWER_BYTES: u64 = 512 << 20;
+/// The most of an error answer read (its message is one line).
+const MAX_ERROR_BYTES: u64 = 64 << 10;
 
 /// One agent, at `http://host:port` (or `https://`), with the shared
 /// bearer token.
@@ -75,17 +88,30 @@ impl std::fmt::Debug for AgentClient {
 
 impl AgentClient {
     /// A client for the agent at `address` (`host:port`), over plain HTTP.
-    pub fn new(address: &str, token: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
+    pub fn new(address: &str, token: &str) -> Result<Self, ClientError> {
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        Self::from_builder(address, token, builder)
+    }
+
+    /// A plain-HTTP client built from `builder`; one that cannot be built
+    /// is an error naming the agent.
+    pub fn from_builder(
+        address: &str,
+        token: &str,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Self, ClientError> {
+        let http = crate::http::build(&format!("agent {address}"), builder).map_err(|e| {
+            ClientError::Unreachable {
+                agent: address.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self {
             base: format!("http://{address}"),
             address: address.to_string(),
-            token: token.trim().to_string(),
+            token: token.trim_ascii().to_string(),
             http,
-        }
+        })
     }
 
     /// A client for an agent serving HTTPS with a certificate issued by the
@@ -96,7 +122,7 @@ impl AgentClient {
         Ok(Self {
             base: format!("https://{address}"),
             address: address.to_string(),
-            token: token.trim().to_string(),
+            token: token.trim_ascii().to_string(),
             http,
         })
     }
@@ -118,7 +144,7 @@ impl AgentClient {
         Ok(Self {
             base: format!("https://{server_name}:{}", socket.port()),
             address,
-            token: token.trim().to_string(),
+            token: token.trim_ascii().to_string(),
             http,
         })
     }
@@ -287,9 +313,32 @@ impl AgentClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        let what = format!("{method} {path}");
         let response = self.send(method, path, body).await?;
         let response = self.check(response).await?;
-        response.json().await.map_err(|e| self.unreachable(e))
+        let bytes = self.read_body(response, &what).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+            agent: self.address().to_string(),
+            request: what,
+            message: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    /// The body of an answer, refused once it passes [`MAX_ANSWER_BYTES`]
+    /// (a misbehaving agent must not make the coordinator allocate without
+    /// bound).
+    async fn read_body(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        crate::http::read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|message| ClientError::BadAnswer {
+                agent: self.address().to_string(),
+                request: what.to_string(),
+                message,
+            })
     }
 
     async fn send<B: Serialize>(
@@ -315,7 +364,11 @@ impl AgentClient {
         if status.is_success() {
             return Ok(response);
         }
-        let message = match response.json::<ApiError>().await {
+        // An error body is a short message; a longer one is not read.
+        let body = crate::http::read_capped(response, MAX_ERROR_BYTES)
+            .await
+            .unwrap_or_default();
+        let message = match serde_json::from_slice::<ApiError>(&body) {
             Ok(body) => body.error,
             Err(_) => status.canonical_reason().unwrap_or("error").to_string(),
         };
@@ -350,9 +403,8 @@ fn tls_client(
     if certs.is_empty() {
         return Err(bad_ca("no PEM certificate in the file".into()));
     }
-    builder
+    let builder = builder
         .connect_timeout(Duration::from_secs(10))
-        .tls_certs_only(certs)
-        .build()
-        .map_err(|e| bad_ca(crate::storage::error_chain(&e)))
+        .tls_certs_only(certs);
+    crate::http::build(&format!("agent {address}"), builder).map_err(|e| bad_ca(e.message))
 }

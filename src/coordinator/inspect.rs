@@ -1,15 +1,120 @@
-//! Reading the catalog: `kassette list` (the index: one request however
-//! many backups), `kassette status NAME` and `kassette verify NAME`
+//! Reading the catalog: `kassette list` (every backup with its status:
+//! one listing of `backups/`, the index, and the start record of each
+//! incomplete backup), `kassette status NAME` and `kassette verify NAME`
 //! (every referenced blob present with its size; `--deep` downloads each
-//! and checks its BLAKE3).
+//! and checks its BLAKE3). Nothing here writes to the store.
 
 use std::collections::{BTreeMap, HashMap};
 
 use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use serde::Serialize;
 
 use super::PassError;
-use crate::catalog::{BackupManifest, Catalog, NodeManifest};
+use super::lease;
+use crate::catalog::manifest::Record;
+use crate::catalog::{BackupManifest, BackupStatus, Catalog, Index, LockRecord, NodeManifest};
 use crate::storage::{self, Digest, ObjectKey};
+
+/// A backup's state as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListedStatus {
+    /// Its backup manifest exists: restorable.
+    Complete,
+    /// No backup manifest and no live pass writing it: a killed pass's
+    /// leftover (the next purge removes it; a re-run with its name reuses
+    /// what was uploaded).
+    Incomplete,
+    /// No backup manifest yet, and the pass that started it holds the
+    /// lease now.
+    BeingWritten,
+}
+
+impl ListedStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            ListedStatus::Complete => "complete",
+            ListedStatus::Incomplete => "incomplete",
+            ListedStatus::BeingWritten => "being written",
+        }
+    }
+}
+
+/// One line of `kassette list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedBackup {
+    pub name: String,
+    pub status: ListedStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The pass that started an incomplete backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Every backup under `backups/`, oldest first, with its status.
+pub async fn list(catalog: &Catalog) -> Result<Vec<ListedBackup>, PassError> {
+    let found = catalog.backups().await?;
+    let index = catalog.index_of(&found).await?;
+    let holder = lease::current_holder(catalog.store(), catalog.layout())
+        .await?
+        .filter(|h| h.is_live(Timestamp::now()));
+    let mut listed: Vec<ListedBackup> = index
+        .backups
+        .iter()
+        .map(|e| ListedBackup {
+            name: e.name.clone(),
+            status: ListedStatus::Complete,
+            started_at: Some(e.started_at),
+            finished_at: Some(e.finished_at),
+            nodes: Some(e.nodes),
+            files: Some(e.files),
+            bytes: Some(e.bytes),
+            owner: None,
+        })
+        .collect();
+    for backup in found
+        .iter()
+        .filter(|b| b.status == BackupStatus::Incomplete)
+    {
+        let started = match catalog.started(&backup.name).await {
+            Ok(started) => started,
+            Err(err) => {
+                tracing::warn!(backup = %backup.name, error = %err, "unreadable start record");
+                None
+            }
+        };
+        let being_written = matches!(
+            (&holder, started.as_ref().and_then(|s| s.run_id)),
+            (Some(h), Some(run)) if h.run_id == run
+        );
+        listed.push(ListedBackup {
+            name: backup.name.clone(),
+            status: if being_written {
+                ListedStatus::BeingWritten
+            } else {
+                ListedStatus::Incomplete
+            },
+            started_at: started.as_ref().map(|s| s.started_at),
+            finished_at: None,
+            nodes: None,
+            files: None,
+            bytes: None,
+            owner: started.map(|s| s.owner),
+        });
+    }
+    listed.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+    Ok(listed)
+}
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,6 +195,29 @@ pub async fn check_presence(
     )))
 }
 
+/// Fails unless every blob `manifests` reference is stored with its size:
+/// checked by a restore before anything else, so a damaged backup is
+/// refused, naming the objects, even when an earlier attempt staged copies
+/// of the missing blobs on the nodes.
+pub async fn check_complete(
+    catalog: &Catalog,
+    backup: &BackupManifest,
+    manifests: &[NodeManifest],
+) -> Result<(), PassError> {
+    let blobs = referenced_blobs(catalog, manifests)?;
+    let problems = presence_problems(catalog, &blobs).await?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(PassError::Damaged(format!(
+        "backup {} is damaged: {} of {} blobs missing or of the wrong size: {}",
+        backup.name,
+        problems.len(),
+        blobs.len(),
+        first_lines(&problems)
+    )))
+}
+
 /// Verifies backup `name` (or `latest`): its manifests, every blob's
 /// presence and size, and with `deep` every blob's content.
 pub async fn verify(
@@ -107,13 +235,75 @@ pub async fn verify(
         bytes: blobs.values().map(|d| d.size).sum(),
         ..VerifyReport::default()
     };
-    report.problems = presence_problems(catalog, &blobs).await?;
+    report.problems = catalog_problems(catalog).await?;
+    report
+        .problems
+        .extend(presence_problems(catalog, &blobs).await?);
     if deep {
         let (checked, damaged) = check_contents(catalog, &blobs, concurrency).await?;
         report.checked_bytes = checked;
         report.problems.extend(damaged);
     }
     Ok((backup, report))
+}
+
+/// Problems with the datacenter's shared records: the index (unreadable;
+/// merely stale is a warning) and the current lease
+/// (unreadable: no pass could take the lease). Read only; nothing is
+/// repaired here — the next pass under the lease rewrites the index.
+async fn catalog_problems(catalog: &Catalog) -> Result<Vec<String>, PassError> {
+    let mut problems = Vec::new();
+    let store = catalog.store();
+    let index_key = catalog.layout().index().map_err(storage::Error::from)?;
+    let complete: Vec<String> = catalog
+        .backups()
+        .await?
+        .into_iter()
+        .filter(|b| b.status == BackupStatus::Complete)
+        .map(|b| b.name)
+        .collect();
+    match store.get_bytes(&index_key).await {
+        Ok(bytes) => match Index::from_json(&bytes) {
+            Ok(index) => {
+                let mut listed: Vec<String> =
+                    index.backups.iter().map(|e| e.name.clone()).collect();
+                listed.sort();
+                // A stale index is a state a crash between commit and index
+                // update leaves (docs/storage-format.md, rule 6), not damage.
+                if listed != complete {
+                    tracing::warn!(index = %index_key, "the index does not list exactly the complete backups; the next backup or purge rebuilds it from the backup manifests");
+                }
+            }
+            Err(e) => problems.push(format!(
+                "{index_key}: unreadable ({e}); the next backup or purge rebuilds it from the backup manifests"
+            )),
+        },
+        Err(storage::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let locks: Vec<ObjectKey> = store
+        .list(&catalog.layout().locks_prefix())
+        .map_ok(|o| o.key)
+        .try_collect()
+        .await?;
+    let current = locks
+        .into_iter()
+        .filter_map(|k| catalog.layout().lock_sequence(&k).map(|s| (s, k)))
+        .max_by_key(|(s, _)| *s);
+    if let Some((_, key)) = current {
+        match store.get_bytes(&key).await {
+            Ok(bytes) => {
+                if let Err(e) = LockRecord::from_json(&bytes) {
+                    problems.push(format!(
+                        "{key}: unreadable lease ({e}); every pass refuses to start until it is repaired or removed"
+                    ));
+                }
+            }
+            Err(storage::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(problems)
 }
 
 /// Downloads every blob into a scratch directory (the store checks size

@@ -95,10 +95,14 @@ pub async fn push(base: &Url, cluster: &ClusterConfig, text: String) {
             return;
         }
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default();
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    let client = match crate::http::build("the Pushgateway", builder) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics not pushed");
+            return;
+        }
+    };
     let result = client
         .post(url.clone())
         .header("content-type", "text/plain; version=0.0.4")

@@ -65,20 +65,24 @@ pub enum PassError {
     Failed(String),
 }
 
-/// Runs `work` while renewing `lease` every third of its lifetime; fails
-/// (dropping `work`) as soon as the lease is lost. Renewals run beside the
-/// work, never pausing it: a slow renewal must not starve the polls that
-/// keep the agents' jobs alive.
+/// Runs `work` while renewing `lease` every heartbeat (each renewal
+/// bounded by what is left of its validity, see [`lease::Timing`]); fails (dropping
+/// `work`) as soon as the lease is lost or could not be renewed in time.
+/// `work` may borrow the lease too, to [`Lease::check`] it before each
+/// irreversible step.
 pub async fn with_lease<T>(
-    lease: &mut Lease,
+    lease: &Lease,
     work: impl Future<Output = Result<T, PassError>>,
 ) -> Result<T, PassError> {
-    let every = (lease.ttl() / 3).max(Duration::from_secs(1));
+    let every = lease.timing().heartbeat.max(Duration::from_millis(50));
+    // Renewals run beside the work, never pausing it: a slow renewal must
+    // not starve the polls that keep the agents' jobs alive.
     let renewals = async {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(err) = lease.renew().await {
+            if let Err(err) = lease.heartbeat().await {
                 return PassError::from(err);
             }
         }
@@ -111,6 +115,28 @@ pub async fn end_pass(nodes: &[nodes::Node], job: &JobSpec) {
     for (node, result) in nodes.iter().zip(results) {
         if let Err(err) = result {
             tracing::warn!(node = %node.agent.name, pass = %job.pass, error = %err, "could not end the pass's jobs; they stop when their heartbeat times out");
+        }
+    }
+}
+
+/// Runs `work` to completion while renewing `lease`: for steps that must
+/// finish whatever happens to the lease (clearing snapshots). A failed
+/// renewal is only logged; the next [`Lease::check`] decides.
+pub async fn renewing<T>(lease: &Lease, work: impl Future<Output = T>) -> T {
+    let every = lease.timing().heartbeat.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticker.tick(), if !failed => {
+                if let Err(err) = lease.heartbeat().await {
+                    tracing::warn!(error = %err, "the lease could not be renewed; finishing this step anyway");
+                    failed = true;
+                }
+            }
         }
     }
 }

@@ -83,8 +83,15 @@ impl Connector {
             Some(path) => Some(read(vars::AGENT_CA_FILE, path)?),
             None => None,
         };
+        let token = crate::agent::auth::token_from_file(&token).map_err(|e| {
+            PassError::Failed(format!(
+                "{}: {} {e}",
+                vars::AGENT_TOKEN_FILE,
+                nodes.agent_token_file.display()
+            ))
+        })?;
         Ok(Self {
-            token: String::from_utf8_lossy(&token).trim().to_string(),
+            token,
             ca_pem,
             server_name: nodes.agent_tls_server_name.clone(),
         })
@@ -96,7 +103,7 @@ impl Connector {
             source,
         };
         match (&self.ca_pem, &self.server_name) {
-            (None, _) => Ok(AgentClient::new(&agent.agent, &self.token)),
+            (None, _) => AgentClient::new(&agent.agent, &self.token).map_err(failed),
             (Some(pem), None) => {
                 AgentClient::with_tls(&agent.agent, &self.token, pem).map_err(failed)
             }

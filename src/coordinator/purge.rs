@@ -1,23 +1,36 @@
-//! Retention and garbage collection, always under the datacenter lease.
+//! Retention and garbage collection: a plan computed first, then carried
+//! out under the datacenter lease.
+//!
+//! [`gather`] reads the catalog (nothing is written); [`plan`] is a pure
+//! function of what was read — which backups retention expires, which
+//! incomplete backups are leftovers, which objects go, which blobs no kept
+//! backup references, which unfinished uploads are stale — printed as is by
+//! `purge --dry-run`, which takes no lease. [`carry_out`] deletes in the
+//! order of `docs/storage-format.md` ("Garbage collection"): backup
+//! manifests of the removed backups first (they stop being complete), then
+//! the rest of their objects, then the index, then the blobs, then the
+//! stale uploads — re-checking the lease before every batch.
 //!
 //! The lease is what makes collection safe: a backup pass holds it from
 //! before its first upload until after its commit, so while purge holds it
 //! no pass can be about to reference a blob purge is deleting — no time
-//! grace period is involved. Order (`docs/storage-format.md`, "Garbage
-//! collection"): backup manifests of the expired backups first (they stop
-//! being complete), then the rest of their objects, then the index, then
-//! every blob no remaining complete backup references.
+//! grace period is involved.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use jiff::Timestamp;
 
 use super::PassError;
-use crate::catalog::{BackupStatus, Catalog, Index, IndexEntry};
+use super::lease::Lease;
+use crate::catalog::{BackupStatus, Catalog, FoundBackup, Index, IndexEntry};
 use crate::config::{PurgeConfig, Retention};
-use crate::storage::{self, ObjectKey};
+use crate::storage::{self, ObjectKey, PendingUpload};
+
+/// Keys per delete request (the S3 maximum), and per lease check.
+const DELETE_BATCH: usize = 1000;
 
 /// What a purge deleted (or, dry, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +42,306 @@ pub struct PurgeReport {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub kept: usize,
+    /// Unfinished uploads of killed passes aborted.
+    pub stale_uploads: usize,
+}
+
+/// The catalog as a purge reads it: the input of [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogState {
+    /// Every backup under `backups/`, with the objects under its prefix.
+    pub backups: BTreeMap<String, (BackupStatus, Vec<ObjectKey>)>,
+    /// The complete backups (checked against their manifests).
+    pub index: Index,
+    /// For each complete backup, the blobs its node manifests reference.
+    pub references: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// Every stored blob, with its size.
+    pub blobs: Vec<(ObjectKey, u64)>,
+    /// Unfinished uploads under the catalog older than the lease TTL.
+    pub stale_uploads: Vec<PendingUpload>,
+}
+
+/// What a purge deletes, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgePlan {
+    /// Complete backups retention removes, oldest first.
+    pub expired: Vec<String>,
+    /// Incomplete backups: leftovers of killed passes.
+    pub incomplete: Vec<String>,
+    /// The complete backups that stay.
+    pub kept: Vec<String>,
+    /// Backup manifests of the expired backups: deleted first.
+    pub manifests: Vec<ObjectKey>,
+    /// Every other object of the removed backups.
+    pub backup_objects: Vec<ObjectKey>,
+    /// The index afterwards.
+    pub index: Index,
+    /// Blobs no kept backup references, with their sizes.
+    pub blobs: Vec<(ObjectKey, u64)>,
+    pub stale_uploads: Vec<PendingUpload>,
+}
+
+impl PurgePlan {
+    pub fn report(&self) -> PurgeReport {
+        PurgeReport {
+            expired: self.expired.clone(),
+            incomplete: self.incomplete.clone(),
+            blobs: self.blobs.len() as u64,
+            blob_bytes: self.blobs.iter().map(|(_, size)| size).sum(),
+            kept: self.kept.len(),
+            stale_uploads: self.stale_uploads.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+            && self.backup_objects.is_empty()
+            && self.blobs.is_empty()
+            && self.stale_uploads.is_empty()
+    }
+}
+
+impl fmt::Display for PurgePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 20;
+        let names = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        writeln!(f, "expired by retention: {}", names(&self.expired))?;
+        writeln!(f, "incomplete (killed passes): {}", names(&self.incomplete))?;
+        writeln!(f, "kept: {}", names(&self.kept))?;
+        writeln!(
+            f,
+            "objects of removed backups: {} ({} backup manifests first)",
+            self.manifests.len() + self.backup_objects.len(),
+            self.manifests.len()
+        )?;
+        let bytes: u64 = self.blobs.iter().map(|(_, size)| size).sum();
+        writeln!(
+            f,
+            "unreferenced blobs: {} ({})",
+            self.blobs.len(),
+            bytesize::ByteSize(bytes)
+        )?;
+        for (key, size) in self.blobs.iter().take(SHOWN) {
+            writeln!(f, "  {key} ({size} bytes)")?;
+        }
+        if self.blobs.len() > SHOWN {
+            writeln!(f, "  … and {} more", self.blobs.len() - SHOWN)?;
+        }
+        write!(f, "stale unfinished uploads: {}", self.stale_uploads.len())?;
+        for upload in self.stale_uploads.iter().take(SHOWN) {
+            write!(f, "\n  {upload}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads what a purge decides on; writes nothing. Unfinished uploads
+/// count as stale once older than `upload_age` (the lease TTL: no pass of
+/// this catalog can still be writing them).
+pub async fn gather(catalog: &Catalog, upload_age: Duration) -> Result<CatalogState, PassError> {
+    let backups = catalog.backup_listing().await?;
+    let found: Vec<FoundBackup> = backups
+        .iter()
+        .map(|(name, (status, _))| FoundBackup {
+            name: name.clone(),
+            status: *status,
+        })
+        .collect();
+    let index = catalog.index_of(&found).await?;
+    let mut references = BTreeMap::new();
+    for entry in &index.backups {
+        references.insert(
+            entry.name.clone(),
+            referenced_by(catalog, &entry.name).await?,
+        );
+    }
+    let blobs: Vec<(ObjectKey, u64)> = catalog
+        .store()
+        .list(&catalog.layout().blobs_prefix())
+        .map_ok(|o| (o.key, o.size))
+        .try_collect()
+        .await?;
+    let stale_uploads = catalog
+        .store()
+        .stale_uploads(&catalog.layout().root_prefix(), upload_age)
+        .await?;
+    Ok(CatalogState {
+        backups,
+        index,
+        references,
+        blobs,
+        stale_uploads,
+    })
+}
+
+/// The purge of `state` under `retention` at `now`. Pure: the one place
+/// that decides what is deleted. A blob referenced by any kept backup is
+/// never in the plan.
+pub fn plan(state: &CatalogState, retention: &Retention, now: Timestamp) -> PurgePlan {
+    let expired = expired(&state.index, retention, now);
+    let incomplete: Vec<String> = state
+        .backups
+        .iter()
+        .filter(|(_, (status, _))| *status == BackupStatus::Incomplete)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let doomed: BTreeSet<&str> = expired
+        .iter()
+        .chain(&incomplete)
+        .map(String::as_str)
+        .collect();
+    let survivors: Vec<IndexEntry> = state
+        .index
+        .backups
+        .iter()
+        .filter(|e| !doomed.contains(e.name.as_str()))
+        .cloned()
+        .collect();
+    let referenced: BTreeSet<&ObjectKey> = survivors
+        .iter()
+        .filter_map(|e| state.references.get(&e.name))
+        .flatten()
+        .collect();
+    let mut manifests = Vec::new();
+    let mut backup_objects = Vec::new();
+    for name in &doomed {
+        if let Some((_, objects)) = state.backups.get(*name) {
+            for key in objects {
+                if key.as_str().ends_with("/backup.json") {
+                    manifests.push(key.clone());
+                } else {
+                    backup_objects.push(key.clone());
+                }
+            }
+        }
+    }
+    PurgePlan {
+        expired,
+        incomplete,
+        kept: survivors.iter().map(|e| e.name.clone()).collect(),
+        manifests,
+        backup_objects,
+        index: Index::new(survivors),
+        blobs: state
+            .blobs
+            .iter()
+            .filter(|(key, _)| !referenced.contains(key))
+            .cloned()
+            .collect(),
+        stale_uploads: state.stale_uploads.clone(),
+    }
+}
+
+/// Deletes what `plan` says, in its order, checking the lease before
+/// every batch.
+pub async fn carry_out(
+    catalog: &Catalog,
+    lease: &Lease,
+    plan: &PurgePlan,
+) -> Result<(), PassError> {
+    delete_in_batches(catalog, lease, &plan.manifests).await?;
+    delete_in_batches(catalog, lease, &plan.backup_objects).await?;
+    lease.check().await?;
+    catalog.put_index(&plan.index).await?;
+    let blobs: Vec<ObjectKey> = plan.blobs.iter().map(|(key, _)| key.clone()).collect();
+    delete_in_batches(catalog, lease, &blobs).await?;
+    if !plan.stale_uploads.is_empty() {
+        lease.check().await?;
+    }
+    for upload in &plan.stale_uploads {
+        match catalog.store().abort_upload(upload).await {
+            Ok(()) => tracing::info!(%upload, "aborted an unfinished upload of a killed pass"),
+            Err(err) => {
+                tracing::warn!(%upload, error = %err, "could not abort an unfinished upload; the next purge tries again")
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_in_batches(
+    catalog: &Catalog,
+    lease: &Lease,
+    keys: &[ObjectKey],
+) -> Result<(), PassError> {
+    for batch in keys.chunks(DELETE_BATCH) {
+        lease.check().await?;
+        catalog.store().delete_many(batch).await?;
+    }
+    Ok(())
+}
+
+/// `kassette purge`: takes the lease, plans, and carries the plan out.
+pub async fn run(config: &PurgeConfig) -> Result<PurgeReport, PassError> {
+    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
+    let lease = super::take_lease(&catalog, "purge", config.pass.lock_ttl).await?;
+    let result = super::with_lease(
+        &lease,
+        purge(&catalog, &lease, &config.retention, config.pass.lock_ttl),
+    )
+    .await;
+    super::release_lease(lease).await;
+    result
+}
+
+/// `kassette purge --dry-run`: the plan, read without the lease; nothing
+/// is written.
+pub async fn dry_run(config: &PurgeConfig) -> Result<PurgePlan, PassError> {
+    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
+    let state = gather(&catalog, config.pass.lock_ttl).await?;
+    Ok(plan(&state, &config.retention, Timestamp::now()))
+}
+
+/// Applies `retention` and collects garbage; the caller holds `lease`.
+/// Unfinished uploads older than `upload_age` are aborted.
+pub async fn purge(
+    catalog: &Catalog,
+    lease: &Lease,
+    retention: &Retention,
+    upload_age: Duration,
+) -> Result<PurgeReport, PassError> {
+    let state = gather(catalog, upload_age).await?;
+    let plan = plan(&state, retention, Timestamp::now());
+    tracing::info!("purge plan:\n{plan}");
+    carry_out(catalog, lease, &plan).await?;
+    let report = plan.report();
+    log_report(&report);
+    Ok(report)
+}
+
+/// Every blob key the node manifests of complete backup `name` reference.
+async fn referenced_by(catalog: &Catalog, name: &str) -> Result<BTreeSet<ObjectKey>, PassError> {
+    let mut referenced = BTreeSet::new();
+    let backup = catalog.backup_manifest(name).await?;
+    for manifest in catalog.node_manifests(&backup).await? {
+        for file in &manifest.files {
+            referenced.insert(
+                catalog
+                    .layout()
+                    .blob(&file.digest)
+                    .map_err(storage::Error::from)?,
+            );
+        }
+    }
+    Ok(referenced)
+}
+
+fn log_report(report: &PurgeReport) {
+    tracing::info!(
+        expired = ?report.expired,
+        incomplete = ?report.incomplete,
+        kept = report.kept,
+        blobs = report.blobs,
+        blob_bytes = %bytesize::ByteSize(report.blob_bytes),
+        stale_uploads = report.stale_uploads,
+        "purge done"
+    );
 }
 
 /// The complete backups retention removes, oldest first. The newest
@@ -62,124 +375,6 @@ pub fn expired(index: &Index, retention: &Retention, now: Timestamp) -> Vec<Stri
         )
         .map(|(_, entry)| entry.name.clone())
         .collect()
-}
-
-/// `kassette purge`: takes the lease and purges.
-pub async fn run(config: &PurgeConfig) -> Result<PurgeReport, PassError> {
-    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
-    let mut lease = super::take_lease(&catalog, "purge", config.pass.lock_ttl).await?;
-    let result = super::with_lease(
-        &mut lease,
-        purge(&catalog, &config.retention, config.dry_run),
-    )
-    .await;
-    super::release_lease(lease).await;
-    result
-}
-
-/// Applies `retention` and collects garbage; the caller holds the lease.
-pub async fn purge(
-    catalog: &Catalog,
-    retention: &Retention,
-    dry_run: bool,
-) -> Result<PurgeReport, PassError> {
-    let found = catalog.backups().await?;
-    let mut index = catalog.index().await?;
-    let complete: HashSet<&str> = found
-        .iter()
-        .filter(|b| b.status == BackupStatus::Complete)
-        .map(|b| b.name.as_str())
-        .collect();
-    let indexed: HashSet<&str> = index.backups.iter().map(|e| e.name.as_str()).collect();
-    if complete != indexed {
-        tracing::warn!("the index does not match the stored backups; rebuilding it");
-        index = catalog.rebuild_index().await?;
-    }
-    let mut report = PurgeReport {
-        expired: expired(&index, retention, Timestamp::now()),
-        incomplete: found
-            .iter()
-            .filter(|b| b.status == BackupStatus::Incomplete)
-            .map(|b| b.name.clone())
-            .collect(),
-        ..PurgeReport::default()
-    };
-    let doomed: HashSet<&str> = report.expired.iter().map(String::as_str).collect();
-    let survivors: Vec<IndexEntry> = index
-        .backups
-        .iter()
-        .filter(|e| !doomed.contains(e.name.as_str()))
-        .cloned()
-        .collect();
-    report.kept = survivors.len();
-    let referenced = referenced_by(catalog, &survivors).await?;
-    let garbage = unreferenced_blobs(catalog, &referenced).await?;
-    report.blobs = garbage.len() as u64;
-    report.blob_bytes = garbage.iter().map(|(_, size)| size).sum();
-    if dry_run {
-        log_report(&report, true);
-        return Ok(report);
-    }
-    for name in report.expired.iter().chain(&report.incomplete) {
-        catalog.delete_backup(name).await?;
-    }
-    catalog.put_index(&Index::new(survivors)).await?;
-    let keys: Vec<ObjectKey> = garbage.into_iter().map(|(key, _)| key).collect();
-    for batch in keys.chunks(1000) {
-        catalog.store().delete_many(batch).await?;
-    }
-    log_report(&report, false);
-    Ok(report)
-}
-
-/// Every blob key the node manifests of `backups` reference.
-async fn referenced_by(
-    catalog: &Catalog,
-    backups: &[IndexEntry],
-) -> Result<HashSet<ObjectKey>, PassError> {
-    let mut referenced = HashSet::new();
-    for entry in backups {
-        let backup = catalog.backup_manifest(&entry.name).await?;
-        for manifest in catalog.node_manifests(&backup).await? {
-            for file in &manifest.files {
-                referenced.insert(
-                    catalog
-                        .layout()
-                        .blob(&file.digest)
-                        .map_err(storage::Error::from)?,
-                );
-            }
-        }
-    }
-    Ok(referenced)
-}
-
-/// Stored blobs not in `referenced`, with their sizes.
-async fn unreferenced_blobs(
-    catalog: &Catalog,
-    referenced: &HashSet<ObjectKey>,
-) -> Result<Vec<(ObjectKey, u64)>, PassError> {
-    let prefix = catalog.layout().blobs_prefix();
-    Ok(catalog
-        .store()
-        .list(&prefix)
-        .try_filter(|o| std::future::ready(!referenced.contains(&o.key)))
-        .map_ok(|o| (o.key, o.size))
-        .try_collect()
-        .await?)
-}
-
-fn log_report(report: &PurgeReport, dry_run: bool) {
-    tracing::info!(
-        dry_run,
-        expired = ?report.expired,
-        incomplete = ?report.incomplete,
-        kept = report.kept,
-        blobs = report.blobs,
-        blob_bytes = %bytesize::ByteSize(report.blob_bytes),
-        "{}",
-        if dry_run { "purge plan (nothing deleted)" } else { "purge done" }
-    );
 }
 
 #[cfg(test)]
@@ -240,5 +435,267 @@ mod tests {
         assert_eq!(expired(&idx, &r, now), ["b0"]);
         let none = Retention::default();
         assert!(expired(&idx, &none, now).is_empty());
+    }
+
+    // --- The plan against an in-memory store (a test double, see
+    // `storage::memory`): what is deleted, what survives, and that a lost
+    // lease stops the deletes.
+
+    use std::sync::Arc;
+
+    use crate::catalog::{
+        BackupManifest, FORMAT_VERSION, FileEntry, Layout, NodeManifest, NodeSummary,
+    };
+    use crate::storage::memory::MemoryStore;
+    use crate::storage::{PutMode, Store, digest_of};
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn layout() -> Layout {
+        Layout::new("prod", "dc1").unwrap()
+    }
+
+    struct Fixture {
+        memory: Arc<MemoryStore>,
+        catalog: Catalog,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let memory = Arc::new(MemoryStore::new());
+            let store: Arc<dyn Store> = memory.clone();
+            Self {
+                memory,
+                catalog: Catalog::new(store, layout()),
+            }
+        }
+
+        fn blob_key(content: &[u8]) -> String {
+            layout().blob(&digest_of(content)).unwrap().to_string()
+        }
+
+        /// Writes blobs and a node manifest for `name`; with `commit`, the
+        /// backup manifest and the index too.
+        async fn backup(&self, name: &str, hours_ago: i64, contents: &[&[u8]], commit: bool) {
+            let at = Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago);
+            let mut files = Vec::new();
+            for content in contents {
+                let digest = digest_of(content);
+                let key = layout().blob(&digest).unwrap();
+                self.catalog
+                    .store()
+                    .put_bytes(&key, content.to_vec().into(), PutMode::Overwrite)
+                    .await
+                    .unwrap();
+                files.push(FileEntry {
+                    keyspace: "ks".into(),
+                    table: "t".into(),
+                    table_id: "0".into(),
+                    path: digest.blake3_hex(),
+                    data_dir: 0,
+                    digest,
+                });
+            }
+            let node = NodeManifest {
+                format_version: FORMAT_VERSION,
+                backup: name.into(),
+                cluster: "prod".into(),
+                datacenter: "dc1".into(),
+                rack: "r1".into(),
+                host_id: uuid::Uuid::nil(),
+                address: "10.0.0.1".into(),
+                tokens: vec![],
+                cassandra_version: "5.0".into(),
+                snapshot_tag: name.into(),
+                snapshot_at: at,
+                data_dirs: vec!["/data".into()],
+                files,
+            };
+            let manifest_blake3 = self.catalog.put_node_manifest(&node).await.unwrap();
+            if !commit {
+                return;
+            }
+            let manifest = BackupManifest {
+                format_version: FORMAT_VERSION,
+                name: name.into(),
+                cluster: "prod".into(),
+                datacenter: "dc1".into(),
+                kassette_version: "test".into(),
+                started_at: at,
+                finished_at: at,
+                snapshot_skew_ms: 0,
+                schema_cql: String::new(),
+                keyspaces: vec!["ks".into()],
+                roles: None,
+                nodes: vec![NodeSummary {
+                    host_id: node.host_id,
+                    address: node.address.clone(),
+                    rack: node.rack.clone(),
+                    snapshot_at: at,
+                    files: node.files.len() as u64,
+                    bytes: node.bytes(),
+                    manifest_blake3,
+                    uploaded_files: 0,
+                    uploaded_bytes: 0,
+                    read_bytes: 0,
+                }],
+                files: node.files.len() as u64,
+                bytes: node.bytes(),
+                uploaded_bytes: 0,
+                uploaded_files: 0,
+            };
+            self.catalog.commit(&manifest).await.unwrap();
+            self.catalog.add_to_index(&manifest).await.unwrap();
+        }
+
+        /// Three complete backups sharing a blob, one incomplete, an orphan
+        /// blob, a stale and a fresh unfinished upload.
+        async fn populated() -> Self {
+            let f = Self::new();
+            f.backup("a", 30, &[b"a-only", b"shared"], true).await;
+            f.backup("b", 20, &[b"b-only", b"shared"], true).await;
+            f.backup("c", 10, &[b"c-only", b"shared"], true).await;
+            f.backup("killed", 5, &[b"killed-only", b"c-only"], false)
+                .await;
+            let orphan = layout().blob(&digest_of(b"orphan")).unwrap();
+            f.catalog
+                .store()
+                .put_bytes(&orphan, "orphan".into(), PutMode::Overwrite)
+                .await
+                .unwrap();
+            for (id, age) in [("stale", HOUR * 2), ("fresh", Duration::ZERO)] {
+                f.memory.add_pending_upload(PendingUpload {
+                    name: format!("{}blobs/ff/{id}", layout().root_prefix()),
+                    id: id.into(),
+                    started: std::time::SystemTime::now().checked_sub(age),
+                });
+            }
+            f
+        }
+    }
+
+    fn keep_last(n: u32) -> Retention {
+        Retention {
+            keep_last: Some(n),
+            max_age: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plan_names_what_goes_and_never_a_blob_a_kept_backup_references() {
+        let f = Fixture::populated().await;
+        let state = gather(&f.catalog, HOUR).await.unwrap();
+        let plan = plan(&state, &keep_last(2), Timestamp::now());
+        assert_eq!(plan.expired, ["a"]);
+        assert_eq!(plan.incomplete, ["killed"]);
+        assert_eq!(plan.kept, ["b", "c"]);
+        assert_eq!(
+            plan.manifests
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>(),
+            [layout().backup_manifest("a").unwrap().to_string()]
+        );
+        let mut doomed: Vec<String> = plan.blobs.iter().map(|(k, _)| k.to_string()).collect();
+        doomed.sort();
+        let mut expected: Vec<String> = [&b"a-only"[..], b"killed-only", b"orphan"]
+            .iter()
+            .map(|c| Fixture::blob_key(c))
+            .collect();
+        expected.sort();
+        assert_eq!(doomed, expected);
+        for kept in &plan.kept {
+            for key in &state.references[kept] {
+                assert!(!plan.blobs.iter().any(|(k, _)| k == key), "{key} of {kept}");
+            }
+        }
+        assert_eq!(plan.stale_uploads.len(), 1);
+        assert_eq!(plan.stale_uploads[0].id, "stale");
+        assert_eq!(
+            plan.index
+                .backups
+                .iter()
+                .map(|e| &e.name)
+                .collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        let printed = plan.to_string();
+        assert!(printed.contains("expired by retention: a"), "{printed}");
+        assert!(printed.contains("unreferenced blobs: 3"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn planning_writes_nothing_and_carrying_out_deletes_exactly_the_plan() {
+        let f = Fixture::populated().await;
+        let before = f.memory.keys();
+        let state = gather(&f.catalog, HOUR).await.unwrap();
+        let plan = plan(&state, &keep_last(2), Timestamp::now());
+        assert_eq!(f.memory.keys(), before, "planning wrote");
+        let lease = Lease::acquire(f.catalog.store().clone(), &layout(), "t/1", "purge", HOUR)
+            .await
+            .unwrap();
+        carry_out(&f.catalog, &lease, &plan).await.unwrap();
+        let after: BTreeSet<String> = f.memory.keys().into_iter().collect();
+        let deleted: BTreeSet<String> = plan
+            .manifests
+            .iter()
+            .chain(&plan.backup_objects)
+            .chain(plan.blobs.iter().map(|(k, _)| k))
+            .map(|k| k.to_string())
+            .collect();
+        for key in &before {
+            assert_eq!(
+                after.contains(key),
+                !deleted.contains(key) || key.ends_with("index.json"),
+                "{key}"
+            );
+        }
+        // Every kept backup is still whole.
+        for name in ["b", "c"] {
+            let backup = f.catalog.backup_manifest(name).await.unwrap();
+            for node in f.catalog.node_manifests(&backup).await.unwrap() {
+                for file in node.files {
+                    let key = layout().blob(&file.digest).unwrap();
+                    assert!(after.contains(key.as_str()), "{key} of {name} deleted");
+                }
+            }
+        }
+        assert_eq!(f.catalog.backup_manifest("latest").await.unwrap().name, "c");
+        let pending: Vec<String> = f
+            .memory
+            .pending_uploads()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(pending, ["fresh"]);
+        // A second purge finds nothing left to do.
+        let again = plan_again(&f).await;
+        assert!(again.is_empty(), "{again}");
+    }
+
+    async fn plan_again(f: &Fixture) -> PurgePlan {
+        plan(
+            &gather(&f.catalog, HOUR).await.unwrap(),
+            &keep_last(2),
+            Timestamp::now(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_lease_lost_before_a_batch_stops_the_deletes() {
+        let f = Fixture::populated().await;
+        let store = f.catalog.store().clone();
+        let lease = Lease::acquire(store.clone(), &layout(), "t/1", "purge", Duration::ZERO)
+            .await
+            .unwrap();
+        // Expired at once (TTL zero): another pass takes over.
+        let _other = Lease::acquire(store, &layout(), "other/1", "backup", HOUR)
+            .await
+            .unwrap();
+        let before = f.memory.keys();
+        let plan = plan_again(&f).await;
+        let err = carry_out(&f.catalog, &lease, &plan).await.unwrap_err();
+        assert!(err.to_string().contains("other/1"), "{err}");
+        assert_eq!(f.memory.keys(), before, "deleted without the lease");
     }
 }

@@ -9,7 +9,9 @@
 //!
 //! 1. resolve the backup (`latest` = the newest complete one) and read its
 //!    node manifests, each checked against the BLAKE3 the backup manifest
-//!    records — an incomplete or unknown backup is refused;
+//!    records, and every blob they reference present with its size (one
+//!    listing) — an incomplete, unknown or damaged backup is refused, even
+//!    when an earlier attempt staged copies of what is now missing;
 //! 2. reach every node, check each agent writes to this catalog's store and
 //!    the datacenter is whole;
 //! 3. plan: adapt the backed-up schema to the target datacenter (its
@@ -90,6 +92,7 @@ pub async fn run(config: &RestoreConfig) -> Result<RestoreOutcome, PassError> {
     let catalog = Catalog::open(&config.storage, &config.source).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
     let manifests = catalog.node_manifests(&backup).await?;
+    super::inspect::check_complete(&catalog, &backup, &manifests).await?;
     let statements = schema::parse(&backup.schema_cql);
     let (live, cql) =
         nodes::whole_datacenter(&config.nodes, &config.cluster, &config.storage).await?;
@@ -922,7 +925,7 @@ mod tests {
                 agent: "127.0.0.1:7300".into(),
                 ip: "127.0.0.1".parse().unwrap(),
             },
-            client: AgentClient::new("127.0.0.1:7300", "t"),
+            client: AgentClient::new("127.0.0.1:7300", "t").unwrap(),
             data_dirs: vec![],
             topology: NodeTopology {
                 host_id: uuid::Uuid::from_u128(host),

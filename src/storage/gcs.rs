@@ -51,6 +51,9 @@ const DELETE_CONCURRENCY: usize = 16;
 pub struct GcsStore {
     client: Client,
     bucket: String,
+    /// Set once a bucket-level request succeeded: from then on a 404 on an
+    /// object request means the object is missing.
+    bucket_exists: std::sync::Arc<std::sync::OnceLock<()>>,
     root: String,
     limits: Limits,
     retry: RetryPolicy,
@@ -105,6 +108,7 @@ impl GcsStore {
         Ok(Self {
             client: Client::new(client_config),
             bucket: bucket.clone(),
+            bucket_exists: Default::default(),
             root: config.prefix.clone(),
             limits,
             retry: RetryPolicy::default(),
@@ -113,6 +117,43 @@ impl GcsStore {
 
     fn name(&self, key: &ObjectKey) -> String {
         full_name(&self.root, key.as_str())
+    }
+
+    /// A 404 on an object request means the object or the bucket is
+    /// missing, and the JSON API answers both alike. Which one is decided by
+    /// the answer to a bucket-level request (a one-object listing, which
+    /// needs no permission kassette lacks), never by words in the message.
+    async fn missing(&self, err: Error) -> Error {
+        if !matches!(err, Error::NotFound { .. }) || self.bucket_exists.get().is_some() {
+            return err;
+        }
+        let request = ListObjectsRequest {
+            bucket: self.bucket.clone(),
+            max_results: Some(1),
+            ..Default::default()
+        };
+        match self.client.list_objects(&request).await {
+            Ok(_) => {
+                let _ = self.bucket_exists.set(());
+                err
+            }
+            Err(GcsError::Response(response)) if response.code == 404 => Error::NoSuchBucket {
+                bucket: self.bucket.clone(),
+            },
+            // Cannot tell: the object's own answer stands.
+            Err(_) => err,
+        }
+    }
+
+    /// A 404 on a request that addresses the bucket itself (a listing, an
+    /// upload) means the bucket is missing.
+    fn bucket_missing(&self, err: Error) -> Error {
+        match err {
+            Error::NotFound { .. } => Error::NoSuchBucket {
+                bucket: self.bucket.clone(),
+            },
+            other => other,
+        }
     }
 
     fn upload_request(&self, mode: PutMode) -> UploadObjectRequest {
@@ -204,7 +245,7 @@ impl GcsStore {
             .upload_object(&request, data, &UploadType::Multipart(Box::new(meta)))
             .await
             .map(|_| ())
-            .map_err(|e| classify("put", name, e))
+            .map_err(|e| self.bucket_missing(classify("put", name, e)))
     }
 
     async fn get_object(&self, name: &str) -> Result<Object> {
@@ -262,7 +303,7 @@ impl GcsStore {
                 self.client
                     .list_objects(&request)
                     .await
-                    .map_err(|e| classify("list", &full, e))
+                    .map_err(|e| self.bucket_missing(classify("list", &full, e)))
             })
             .await?;
         let items = page
@@ -297,7 +338,8 @@ impl Store for GcsStore {
             object: name.clone(),
             ..Default::default()
         };
-        self.retry
+        let result = self
+            .retry
             .run("get", || async {
                 let _slot = self.limits.slot().await;
                 let stream = self
@@ -308,7 +350,11 @@ impl Store for GcsStore {
                 let chunks = stream.map_err(|e| classify("get", key.as_str(), e)).boxed();
                 write_verified(key.as_str(), dest, expected, chunks, &self.limits).await
             })
-            .await
+            .await;
+        match result {
+            Err(err) => Err(self.missing(err).await),
+            ok => ok,
+        }
     }
 
     async fn put_bytes(&self, key: &ObjectKey, data: Bytes, mode: PutMode) -> Result<()> {
@@ -325,16 +371,25 @@ impl Store for GcsStore {
             object: self.name(key),
             ..Default::default()
         };
-        self.retry
+        let result = self
+            .retry
             .run("get", || async {
                 let _slot = self.limits.slot().await;
-                self.client
-                    .download_object(&request, &Range::default())
+                let stream = self
+                    .client
+                    .download_streamed_object(&request, &Range::default())
                     .await
-                    .map(Bytes::from)
-                    .map_err(|e| classify("get", key.as_str(), e))
+                    .map_err(|e| classify("get", key.as_str(), e))?;
+                super::collect_small(key.as_str(), stream.boxed(), |e| {
+                    classify("get", key.as_str(), e)
+                })
+                .await
             })
-            .await
+            .await;
+        match result {
+            Err(err) => Err(self.missing(err).await),
+            ok => ok,
+        }
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>> {
@@ -344,8 +399,10 @@ impl Store for GcsStore {
                 size: object.size.max(0) as u64,
                 last_modified: object.updated.map(SystemTime::from),
             })),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err),
+            Err(err) => match self.missing(err).await {
+                Error::NotFound { .. } => Ok(None),
+                err => Err(err),
+            },
         }
     }
 
@@ -364,14 +421,13 @@ impl Store for GcsStore {
     }
 }
 
+/// Classifies an error by the response's status alone: a 404 is
+/// [`Error::NotFound`] here, and the caller, who knows which resource the
+/// request addressed, decides whether that was the object or the bucket
+/// ([`GcsStore::missing`], [`GcsStore::bucket_missing`]).
 fn classify(operation: &'static str, key: &str, err: GcsError) -> Error {
     match err {
         GcsError::Response(response) => {
-            if response.code == 404 && response.message.to_ascii_lowercase().contains("bucket") {
-                return Error::NoSuchBucket {
-                    bucket: response.message,
-                };
-            }
             Error::from_status(operation, key, response.code, response.message)
         }
         GcsError::HttpClient(e) => {

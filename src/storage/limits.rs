@@ -24,7 +24,9 @@ pub struct Limits {
     slots: Arc<Semaphore>,
     buffer_mib: Arc<Semaphore>,
     buffer_mib_total: u32,
-    bandwidth: Option<Arc<DefaultDirectRateLimiter>>,
+    /// The limiter and its burst in cells (one second's worth): no single
+    /// wait may ask for more, or the limiter refuses instead of waiting.
+    bandwidth: Option<(Arc<DefaultDirectRateLimiter>, u32)>,
 }
 
 impl Limits {
@@ -35,7 +37,9 @@ impl Limits {
             slots: Arc::new(Semaphore::new(concurrency as usize)),
             buffer_mib: Arc::new(Semaphore::new(buffer_mib_total as usize)),
             buffer_mib_total,
-            bandwidth: config.max_bandwidth.map(|rate| Arc::new(limiter(rate))),
+            bandwidth: config
+                .max_bandwidth
+                .map(|rate| (Arc::new(limiter(rate)), cells_per_second(rate).get())),
         }
     }
 
@@ -69,27 +73,37 @@ impl Limits {
 
     /// Waits until `bytes` may cross the network under the bandwidth limit.
     pub async fn bandwidth(&self, bytes: u64) {
-        let Some(limiter) = &self.bandwidth else {
+        let Some((limiter, burst)) = &self.bandwidth else {
             return;
         };
         // Asking for at most 64 KiB at a time keeps waits short and fair
-        // between concurrent transfers, and never exceeds the burst.
+        // between concurrent transfers; asking for at most the burst keeps
+        // a limit under 64 KiB/s applied (a larger ask is refused, not
+        // waited for).
+        let step = u64::from((*burst).clamp(1, 64));
         let mut cells = bytes.div_ceil(CELL);
         while cells > 0 {
-            let take = cells.min(64) as u32;
-            if let Some(n) = NonZeroU32::new(take) {
-                let _ = limiter.until_n_ready(n).await;
+            let take = cells.min(step) as u32;
+            if let Some(n) = NonZeroU32::new(take)
+                && limiter.until_n_ready(n).await.is_err()
+            {
+                // Cannot happen (take <= burst); never let it mean "unlimited".
+                tracing::warn!(cells = take, "bandwidth limiter refused a wait");
             }
             cells -= u64::from(take);
         }
     }
 }
 
+/// `rate` bytes/s in limiter cells (KiB, rounded up; at least one).
+fn cells_per_second(rate: u64) -> NonZeroU32 {
+    let per_second = rate.div_ceil(CELL).clamp(1, u64::from(u32::MAX)) as u32;
+    NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN)
+}
+
 /// A GCRA limiter of `rate` bytes/s allowing a burst of one second.
 fn limiter(rate: u64) -> DefaultDirectRateLimiter {
-    let per_second = rate.div_ceil(CELL).clamp(1, u64::from(u32::MAX)) as u32;
-    let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_second(per_second))
+    RateLimiter::direct(Quota::per_second(cells_per_second(rate)))
 }
 
 #[cfg(test)]
@@ -105,9 +119,25 @@ mod tests {
         // One second's worth (the burst) passes at once; the next 64 KiB
         // must wait for the bucket to refill.
         limits.bandwidth(1 << 20).await;
-        let limiter = limits.bandwidth.as_ref().unwrap();
+        let (limiter, _) = limits.bandwidth.as_ref().unwrap();
         let next = limiter.check_n(NonZeroU32::new(64).unwrap()).unwrap();
         assert!(next.is_err(), "bytes beyond the rate were not held back");
+    }
+
+    #[tokio::test]
+    async fn limits_under_64_kib_per_second_are_applied() {
+        let limits = Limits::new(&TransferLimits {
+            concurrency: 1,
+            max_bandwidth: Some(32 << 10),
+        });
+        // The burst (32 KiB) passes at once, the other 32 KiB take a second.
+        let start = std::time::Instant::now();
+        limits.bandwidth(64 << 10).await;
+        let took = start.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(900),
+            "64 KiB at 32 KiB/s took {took:?}"
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use super::error::{Error, Result};
 use super::key::ObjectKey;
 use super::limits::Limits;
 use super::transfer::{PartReader, TEMP_MARKER, temp_path_for, write_verified};
-use super::{ObjectMeta, PutMode, Store};
+use super::{ObjectMeta, PendingUpload, PutMode, Store};
 
 /// Bytes copied per read when uploading to a directory.
 const COPY_CHUNK: u64 = 1 << 20;
@@ -186,6 +186,11 @@ impl Store for LocalStore {
 
     async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes> {
         let path = self.path_of(key);
+        if let Some(meta) = not_found_is_none(tokio::fs::metadata(&path).await, &path)?
+            && meta.len() > super::MAX_SMALL_OBJECT
+        {
+            return Err(super::too_large(key.as_str(), meta.len()));
+        }
         match not_found_is_none(tokio::fs::read(&path).await, &path)? {
             Some(data) => Ok(Bytes::from(data)),
             None => Err(Error::NotFound {
@@ -230,6 +235,73 @@ impl Store for LocalStore {
             let path = self.path_of(key);
             not_found_is_none(tokio::fs::remove_file(&path).await, &path)?;
         }
+        Ok(())
+    }
+
+    /// Temporary files (named with [`TEMP_MARKER`]) under `prefix` not
+    /// modified for `older_than`: what a process killed mid-write left.
+    async fn stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: std::time::Duration,
+    ) -> Result<Vec<PendingUpload>> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let mut pending = vec![self.root.join(dir_part)];
+        let mut stale = Vec::new();
+        while let Some(dir) = pending.pop() {
+            let Some(mut entries) = not_found_is_none(tokio::fs::read_dir(&dir).await, &dir)?
+            else {
+                continue;
+            };
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| Error::local(&dir, e))?
+            {
+                let Ok(meta) = entry.metadata().await else {
+                    continue; // removed meanwhile
+                };
+                let path = entry.path();
+                if meta.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(&self.root)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let modified = meta.modified().ok();
+                if name.contains(TEMP_MARKER)
+                    && rel.starts_with(prefix)
+                    && modified.is_some_and(|m| m < cutoff)
+                {
+                    stale.push(PendingUpload {
+                        name: rel,
+                        id: path.display().to_string(),
+                        started: modified,
+                    });
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        let path = Path::new(&upload.id);
+        if !path.starts_with(&self.root) || !upload.id.contains(TEMP_MARKER) {
+            return Err(Error::local(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a temporary file of this store",
+                ),
+            ));
+        }
+        not_found_is_none(tokio::fs::remove_file(path).await, path)?;
         Ok(())
     }
 }

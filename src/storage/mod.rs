@@ -19,6 +19,12 @@
 //!   flight, bounded by [`Limits`] (concurrency × part size).
 //! - **Create-if-absent.** [`PutMode::Create`] succeeds for exactly one of
 //!   several concurrent writers; the others get [`Error::AlreadyExists`].
+//!   [`create`] is the form callers use: a retried create whose first
+//!   response was lost finds its own bytes and succeeds.
+//! - **Unfinished uploads are visible to clean-up.** A process killed
+//!   mid-upload leaves an S3 multipart upload or a local temporary file;
+//!   [`Store::stale_uploads`] finds those under a prefix and
+//!   [`Store::abort_upload`] removes one.
 //! - **Listing streams.** [`Store::list`] yields keys page by page, never
 //!   holding a whole listing in memory, in no promised order.
 //! - **One retry policy** ([`retry`]) for transient failures; permanent ones
@@ -34,6 +40,7 @@ pub mod gcs;
 mod key;
 mod limits;
 pub mod local;
+pub mod memory;
 pub mod retry;
 pub mod s3;
 mod transfer;
@@ -41,7 +48,7 @@ mod transfer;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,6 +61,40 @@ pub use limits::Limits;
 pub use transfer::{MAX_PARTS, MIN_PART_SIZE, part_size_for};
 
 use crate::config::{Backend, StorageConfig};
+
+/// The largest object [`Store::get_bytes`] reads into memory (a node
+/// manifest of a million files is about 300 MB).
+pub const MAX_SMALL_OBJECT: u64 = 512 << 20;
+
+/// The error of an object too large to read whole.
+pub(crate) fn too_large(key: &str, size: u64) -> Error {
+    Error::permanent(
+        "get",
+        key,
+        &format!(
+            "{size} bytes or more, larger than the {MAX_SMALL_OBJECT} bytes a manifest, index or lease may have"
+        ),
+    )
+}
+
+/// Gathers a body streamed in chunks, stopping with [`too_large`] as soon
+/// as it passes [`MAX_SMALL_OBJECT`].
+pub(crate) async fn collect_small<E>(
+    key: &str,
+    mut chunks: impl futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    chunk_error: impl Fn(E) -> Error,
+) -> Result<Bytes> {
+    use futures::StreamExt;
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(&chunk_error)?;
+        if (data.len() + chunk.len()) as u64 > MAX_SMALL_OBJECT {
+            return Err(too_large(key, (data.len() + chunk.len()) as u64));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data.freeze())
+}
 
 /// What a listing or a head returns about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +127,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Writes a small object (a manifest, a lock) from memory.
     async fn put_bytes(&self, key: &ObjectKey, data: Bytes, mode: PutMode) -> Result<()>;
 
-    /// Reads a small object into memory.
+    /// Reads a small object into memory: at most [`MAX_SMALL_OBJECT`]
+    /// bytes, a larger one is an error naming it (never loaded whole).
     async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes>;
 
     /// Size and time of `key`, or `None` when it does not exist.
@@ -99,6 +141,60 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Deletes `keys`, batched where the store allows; missing keys are not
     /// an error.
     async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()>;
+
+    /// Uploads under `prefix` started more than `older_than` ago and never
+    /// finished: leftovers of killed processes (S3 multipart uploads, local
+    /// temporary files). Stores that keep no such state (GCS expires its
+    /// resumable uploads itself) report none.
+    async fn stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<Vec<PendingUpload>> {
+        let _ = (prefix, older_than);
+        Ok(Vec::new())
+    }
+
+    /// Removes one unfinished upload found by [`Store::stale_uploads`].
+    async fn abort_upload(&self, upload: &PendingUpload) -> Result<()> {
+        let _ = upload;
+        Ok(())
+    }
+}
+
+/// An upload that was started and never finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// The object (or file) it was writing, as the store names it.
+    pub name: String,
+    /// The store's handle on it: an S3 upload id, a temporary file's path.
+    pub id: String,
+    pub started: Option<SystemTime>,
+}
+
+impl fmt::Display for PendingUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (upload {})", self.name, self.id)
+    }
+}
+
+/// Create-if-absent (for the lease, the backup manifest) that survives a
+/// lost response: when the object exists and holds exactly `data`, the
+/// earlier attempt of this very write succeeded (every such record is
+/// unique to its writer: a run id, a finish time) and it is ours.
+/// Otherwise [`Error::AlreadyExists`]: another writer won.
+pub async fn create(store: &dyn Store, key: &ObjectKey, data: Bytes) -> Result<()> {
+    match store.put_bytes(key, data.clone(), PutMode::Create).await {
+        Err(Error::AlreadyExists { key: name }) => match store.get_bytes(key).await {
+            Ok(existing) if existing == data => {
+                tracing::info!(key = %key, "create found its own bytes (an earlier attempt succeeded; its response was lost)");
+                Ok(())
+            }
+            Ok(_) | Err(Error::NotFound { .. }) => Err(Error::AlreadyExists { key: name }),
+            Err(err) => Err(err),
+        },
+        other => other,
+    }
 }
 
 /// Opens the store a validated configuration describes.

@@ -223,9 +223,25 @@ impl S3Store {
     /// MinIO lists uploads only for an exact object key (and expires stale
     /// uploads itself after 24 h); AWS S3 and Ceph accept any prefix.
     pub async fn abort_stale_uploads(&self, prefix: &str, older_than: Duration) -> Result<usize> {
-        let cutoff = SystemTime::now() - older_than;
+        let stale = self.list_stale_uploads(prefix, older_than).await?;
+        for upload in &stale {
+            self.abort(&upload.name, &upload.id).await;
+        }
+        Ok(stale.len())
+    }
+
+    /// Multipart uploads of keys starting with `prefix` (relative to the
+    /// store's root) initiated before now − `older_than`.
+    async fn list_stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<Vec<super::PendingUpload>> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let prefix = full_name(&self.root, prefix);
-        let mut aborted = 0;
+        let mut stale = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut id_marker: Option<String> = None;
         loop {
@@ -250,12 +266,15 @@ impl S3Store {
                 if started.is_some_and(|t| t < cutoff)
                     && let (Some(key), Some(id)) = (upload.key(), upload.upload_id())
                 {
-                    self.abort(key, id).await;
-                    aborted += 1;
+                    stale.push(super::PendingUpload {
+                        name: key.to_string(),
+                        id: id.to_string(),
+                        started,
+                    });
                 }
             }
             if page.is_truncated() != Some(true) {
-                return Ok(aborted);
+                return Ok(stale);
             }
             key_marker = page.next_key_marker().map(String::from);
             id_marker = page.next_upload_id_marker().map(String::from);
@@ -542,12 +561,18 @@ impl Store for S3Store {
                     .send()
                     .await
                     .map_err(|e| classify("get", key.as_str(), e))?;
-                let data = object
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| transient("get", key.as_str(), e))?;
-                Ok(data.into_bytes())
+                if let Some(size) = object.content_length()
+                    && size as u64 > super::MAX_SMALL_OBJECT
+                {
+                    return Err(super::too_large(key.as_str(), size as u64));
+                }
+                let chunks = futures::stream::unfold(object.body, |mut body| async move {
+                    body.next().await.map(|chunk| (chunk, body))
+                });
+                super::collect_small(key.as_str(), Box::pin(chunks), |e| {
+                    transient("get", key.as_str(), e)
+                })
+                .await
             })
             .await
     }
@@ -621,6 +646,35 @@ impl Store for S3Store {
             }
         }
         Ok(())
+    }
+
+    async fn stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<Vec<super::PendingUpload>> {
+        self.list_stale_uploads(prefix, older_than).await
+    }
+
+    async fn abort_upload(&self, upload: &super::PendingUpload) -> Result<()> {
+        self.retry
+            .run("abort multipart upload", || async {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&upload.name)
+                    .upload_id(&upload.id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("abort multipart upload", &upload.name, e))
+            })
+            .await
+            .or_else(|err| match err {
+                // Already gone (completed, or aborted by someone else).
+                Error::NotFound { .. } => Ok(()),
+                err => Err(err),
+            })
     }
 }
 

@@ -46,6 +46,12 @@ pub struct Datacenter {
     /// Set when that certificate names a DNS name rather than the agents'
     /// addresses (`KASSETTE_AGENT_TLS_SERVER_NAME`).
     pub tls_server_name: Option<String>,
+    /// Storage settings given as they are (a store this module does not
+    /// set up itself), instead of those derived from `storage`.
+    storage_settings: Option<Vec<(String, String)>>,
+    /// Set when agents and coordinator reach the S3 server through another
+    /// endpoint (a fault proxy); [`Datacenter::store`] still goes direct.
+    pub s3_endpoint: Option<String>,
 }
 
 /// How the agents of a test datacenter serve their API.
@@ -62,27 +68,71 @@ impl Datacenter {
     /// Starts one agent per node on a fresh store; `agent_env` adds
     /// settings to every agent (e.g. a bandwidth limit).
     pub async fn start(kind: StoreKind, agent_env: &[(&str, &str)]) -> Self {
-        Self::start_with(kind, agent_env, Serving::Http).await
+        Self::start_with(kind, agent_env, Serving::Http, None).await
+    }
+
+    /// Like [`Datacenter::start`] on S3, with agents and coordinator
+    /// talking to the S3 server through `endpoint` (e.g. a fault proxy).
+    pub async fn start_s3_through(endpoint: &str) -> Self {
+        Self::start_with(StoreKind::S3, &[], Serving::Http, Some(endpoint)).await
     }
 
     /// Like [`Datacenter::start`], with agents serving HTTPS (a private CA
     /// the coordinator trusts through `KASSETTE_AGENT_CA_FILE`).
     pub async fn start_tls(kind: StoreKind) -> Self {
-        Self::start_with(kind, &[], Serving::TlsByAddress).await
+        Self::start_with(kind, &[], Serving::TlsByAddress, None).await
     }
 
     /// Like [`Datacenter::start_tls`], with one certificate for the DNS
     /// name `name` only, as the kassette-agent chart issues it; the
     /// coordinator is given `KASSETTE_AGENT_TLS_SERVER_NAME=name`.
     pub async fn start_tls_named(kind: StoreKind, name: &'static str) -> Self {
-        Self::start_with(kind, &[], Serving::TlsByName(name)).await
+        Self::start_with(kind, &[], Serving::TlsByName(name), None).await
     }
 
-    async fn start_with(kind: StoreKind, agent_env: &[(&str, &str)], serving: Serving) -> Self {
+    /// Like [`Datacenter::start`], on a store the caller set up: `storage`
+    /// to open it directly, `settings` (the `KASSETTE_STORAGE_*` variables)
+    /// for every role.
+    pub async fn start_on(
+        storage: StorageConfig,
+        settings: Vec<(String, String)>,
+        agent_env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(
+            dir,
+            StoreKind::S3,
+            storage,
+            Some(settings),
+            agent_env,
+            Serving::Http,
+            None,
+        )
+        .await
+    }
+
+    async fn start_with(
+        kind: StoreKind,
+        agent_env: &[(&str, &str)],
+        serving: Serving,
+        s3_endpoint: Option<&str>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = new_storage(kind, dir.path()).await;
+        Self::launch(dir, kind, storage, None, agent_env, serving, s3_endpoint).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        kind: StoreKind,
+        storage: StorageConfig,
+        storage_settings: Option<Vec<(String, String)>>,
+        agent_env: &[(&str, &str)],
+        serving: Serving,
+        s3_endpoint: Option<&str>,
+    ) -> Self {
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
-        let storage = new_storage(kind, dir.path()).await;
         let port = free_port_on_every_node();
         let certs_dir = dir.path().join("certs");
         let certs = match serving {
@@ -111,6 +161,8 @@ impl Datacenter {
                 Serving::TlsByName(name) => Some(name.to_string()),
                 _ => None,
             },
+            storage_settings,
+            s3_endpoint: s3_endpoint.map(str::to_string),
         };
         let mut env: Vec<(String, String)> = agent_env
             .iter()
@@ -141,7 +193,7 @@ impl Datacenter {
     pub fn client(&self, address: &str) -> kassette::coordinator::client::AgentClient {
         use kassette::coordinator::client::AgentClient;
         match (&self.ca, &self.tls_server_name) {
-            (None, _) => AgentClient::new(address, TOKEN),
+            (None, _) => AgentClient::new(address, TOKEN).unwrap(),
             (Some(ca), None) => {
                 AgentClient::with_tls(address, TOKEN, &std::fs::read(ca).unwrap()).unwrap()
             }
@@ -188,16 +240,20 @@ impl Datacenter {
 
     /// Settings that point any role at this datacenter's store.
     pub fn storage_env(&self) -> Vec<(String, String)> {
+        if let Some(settings) = &self.storage_settings {
+            return settings.clone();
+        }
         let mut env = Vec::new();
         let mut set = |k: &str, v: &str| env.push((k.to_string(), v.to_string()));
         match &self.storage.backend {
             Backend::S3 { bucket, .. } => {
                 set("KASSETTE_STORAGE_PROVIDER", "s3");
                 set("KASSETTE_STORAGE_BUCKET", bucket);
-                set(
-                    "KASSETTE_STORAGE_ENDPOINT",
-                    &setting("KASSETTE_TEST_S3_ENDPOINT"),
-                );
+                let endpoint = self
+                    .s3_endpoint
+                    .clone()
+                    .unwrap_or_else(|| setting("KASSETTE_TEST_S3_ENDPOINT"));
+                set("KASSETTE_STORAGE_ENDPOINT", &endpoint);
                 set(
                     "KASSETTE_STORAGE_REGION",
                     &setting("KASSETTE_TEST_S3_REGION"),

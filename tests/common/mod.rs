@@ -10,8 +10,10 @@
 pub mod dataset;
 pub mod dc;
 pub mod fake_management_api;
+pub mod fault_proxy;
 pub mod k8s;
 pub mod process_kubelet;
+pub mod proxy;
 pub mod tls;
 
 use std::collections::HashMap;

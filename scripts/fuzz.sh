@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `make fuzz`: run every cargo-fuzz target of fuzz/ for a bounded time each
+# (KASSETTE_FUZZ_SECONDS, default 60) and print the executions each reached.
+# Not part of `make test`. Needs the nightly toolchain (libFuzzer's
+# instrumentation); installs cargo-fuzz, pinned, into $KASSETTE_CACHE.
+#
+#   scripts/fuzz.sh            every target
+#   scripts/fuzz.sh manifest   one target
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$KASSETTE_REPO"
+
+CARGO_FUZZ_VERSION=0.13.1
+FUZZ_ROOT="$KASSETTE_CACHE/cargo-fuzz-$CARGO_FUZZ_VERSION"
+SECONDS_EACH="${KASSETTE_FUZZ_SECONDS:-60}"
+
+rustup toolchain list | grep -q '^nightly' ||
+  die "the nightly toolchain is needed (rustup toolchain install nightly)"
+if [ ! -x "$FUZZ_ROOT/bin/cargo-fuzz" ]; then
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $FUZZ_ROOT"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$FUZZ_ROOT" >&2
+fi
+export PATH="$FUZZ_ROOT/bin:$PATH"
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+mkdir -p "$KASSETTE_RUN/logs"
+summary="$KASSETTE_RUN/logs/fuzz-summary.txt"
+: >"$summary"
+for target in "${targets[@]}"; do
+  log "fuzzing $target for ${SECONDS_EACH}s"
+  out="$KASSETTE_RUN/logs/fuzz-$target.log"
+  # Corpora live under fuzz/corpus/<target> (seeded from fuzz/seeds).
+  mkdir -p "fuzz/corpus/$target"
+  status=0
+  cargo +nightly fuzz run --sanitizer none "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -max_len=65536 >"$out" 2>&1 || status=$?
+  execs="$(grep -Eo '^(#[0-9]+|Done [0-9]+ runs)' "$out" | tail -n 1 | tr -dc '0-9')"
+  printf '%s: %s executions in %ss, exit %s\n' "$target" "${execs:-0}" "$SECONDS_EACH" "$status" | tee -a "$summary"
+  [ "$status" -eq 0 ] || { tail -n 40 "$out" >&2; die "fuzz target $target failed (see $out)"; }
+done
