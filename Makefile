@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test bench fuzz env env-down env-clean env-status build image check lint fmt
+.PHONY: demo test test-dr bench fuzz env env-down env-clean env-status build image check lint fmt
 
 ## demo: the main job end to end on local defaults (cluster, storage, backup, restore)
 demo: build
@@ -13,6 +13,12 @@ demo: build
 ## test: the whole suite against the real services (starts them first)
 test:
 	scripts/test.sh
+
+## test-dr: the disaster-recovery proofs, on a second 3-node cluster
+## (127.0.0.4-6) the test starts and removes; the shared environment must be up
+test-dr:
+	scripts/env.sh up
+	$(CARGO) test --locked --test disaster_recovery -- --ignored --test-threads=1
 
 ## fuzz: every cargo-fuzz target for a bounded time (KASSETTE_FUZZ_SECONDS
 ## each, default 60; nightly toolchain); not part of `make test`

@@ -47,6 +47,10 @@ pub enum Command {
     /// Apply retention and delete data no remaining backup references
     /// (`--dry-run`: print the plan; takes no lease, changes nothing).
     Purge(PurgeArgs),
+    /// Before a fresh node first starts: write the tokens of the backed-up
+    /// node it replaces (`initial_token`, `num_tokens`, `auto_bootstrap:
+    /// false`) into its cassandra.yaml, for a disaster-recovery restore.
+    PinTokens(PinTokensArgs),
     /// Release the lease of a pass that died holding it, so the next pass
     /// need not wait for the lease to expire. Watches the lease for six of
     /// its holder's heartbeats (90 s by default) and refuses, exiting
@@ -139,6 +143,21 @@ pub struct ClusterArgs {
     /// Cassandra datacenter name (recorded in the catalog; used for discovery).
     #[arg(long, env = vars::DATACENTER, value_name = "NAME")]
     pub datacenter: Option<String>,
+}
+
+/// Whose backups are read, when they are another cluster's or datacenter's.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Source")]
+pub struct SourceArgs {
+    /// Cluster whose backups are read (default: KASSETTE_CLUSTER, this
+    /// cluster's own).
+    #[arg(long, env = vars::SOURCE_CLUSTER, value_name = "NAME")]
+    pub source_cluster: Option<String>,
+    /// Datacenter whose backups are read (default: KASSETTE_DATACENTER). When
+    /// it differs, the restored keyspaces' replication names this datacenter
+    /// instead (see docs/restore.md).
+    #[arg(long, env = vars::SOURCE_DATACENTER, value_name = "NAME")]
+    pub source_datacenter: Option<String>,
 }
 
 /// How the coordinator finds and reaches the node agents and Cassandra.
@@ -271,16 +290,71 @@ pub struct RestoreArgs {
     /// (`true`/`false`, default false: they are the pre-restore data).
     #[arg(long, env = vars::CLEAR_TRUNCATE_SNAPSHOTS, value_name = "BOOL")]
     pub clear_truncate_snapshots: Option<String>,
+    /// After the import, repair the restored tables (primary ranges, node by
+    /// node) so every replica has every row, before reporting success
+    /// (`true`/`false`, default false).
+    #[arg(long, env = vars::REPAIR_AFTER_RESTORE, value_name = "BOOL")]
+    pub repair_after_restore: Option<String>,
+    /// Print the plan (backup, node mapping, tables, schema to create,
+    /// replication rewrites, bytes per node) and change nothing
+    /// (`true`/`false`, default false).
+    #[arg(long, env = vars::DRY_RUN, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub dry_run: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[command(flatten)]
     pub nodes: NodesArgs,
     #[command(flatten)]
     pub pass: PassArgs,
     #[command(flatten)]
     pub pod: PodArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinTokensArgs {
+    /// Backup whose tokens are pinned: its name or `latest` (use a name: a
+    /// later backup would pin other tokens on a node that restarts).
+    #[arg(long = "name", env = vars::BACKUP_NAME, value_name = "NAME")]
+    pub backup_name: Option<String>,
+    /// The cassandra.yaml to edit (required; on cass-operator pods
+    /// /config/cassandra.yaml in the server-config volume).
+    #[arg(long, env = vars::CASSANDRA_YAML, value_name = "FILE")]
+    pub cassandra_yaml: Option<String>,
+    /// This pod's name, `<cluster>-<dc>-<rack>-sts-<n>` (cass-operator):
+    /// gives the node's rack and ordinal. Or set KASSETTE_RACK and
+    /// KASSETTE_NODE_ORDINAL.
+    #[arg(long, env = vars::POD_NAME, value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// This node's rack in the target datacenter (with KASSETTE_NODE_ORDINAL).
+    #[arg(long, env = vars::RACK, value_name = "RACK")]
+    pub rack: Option<String>,
+    /// This node's position in its rack, from 0 (with KASSETTE_RACK).
+    #[arg(long, env = vars::NODE_ORDINAL, value_name = "N")]
+    pub node_ordinal: Option<String>,
+    /// Every rack of the target datacenter, comma-separated (default: the
+    /// backup's rack names). Racks pair with the backup's in name order.
+    #[arg(long, env = vars::RACKS, value_name = "RACK,...")]
+    pub racks: Option<String>,
+    /// Cassandra data directories, comma-separated (default
+    /// /var/lib/cassandra/data): a `system` keyspace there means the node
+    /// has bootstrapped.
+    #[arg(long, env = vars::DATA_DIRS, value_name = "DIR,...")]
+    pub data_dirs: Option<String>,
+    /// What to do with a node that has bootstrapped: `refuse` (default,
+    /// exit 1), `skip` (exit 0, file unchanged: for a pod restarting after
+    /// the restore) or `force` (write anyway).
+    #[arg(long, env = vars::PIN_IF_BOOTSTRAPPED, value_name = "POLICY")]
+    pub pin_if_bootstrapped: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 #[derive(Debug, Args)]

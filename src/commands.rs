@@ -8,8 +8,11 @@ use bytesize::ByteSize;
 
 use crate::Error;
 use crate::catalog::{BackupManifest, Catalog};
-use crate::config::{BackupConfig, ClusterConfig, PurgeConfig, RestoreConfig, StorageConfig};
+use crate::config::{
+    BackupConfig, ClusterConfig, PinConfig, PurgeConfig, RestoreConfig, StorageConfig,
+};
 use crate::coordinator::{self, PassError, backup, inspect, lease, metrics, purge, restore};
+use crate::pin::{self, PinOutcome};
 use crate::storage::error_chain;
 
 fn failed(err: PassError) -> Error {
@@ -53,6 +56,12 @@ pub async fn backup(config: BackupConfig) -> Result<(), Error> {
 /// `kassette restore`: the pass and its summary line.
 pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
     let outcome = restore::run(&config).await.map_err(failed)?;
+    if outcome.dry_run {
+        for line in &outcome.notes {
+            println!("  {line}");
+        }
+        return Ok(());
+    }
     tracing::info!(
         backup = %outcome.backup,
         tables = outcome.tables.len(),
@@ -64,6 +73,14 @@ pub async fn restore(config: RestoreConfig) -> Result<(), Error> {
         "restore complete"
     );
     println!("{}", outcome.summary());
+    for line in outcome
+        .rewrites
+        .iter()
+        .chain(&outcome.replication_kept)
+        .chain(&outcome.notes)
+    {
+        println!("  {line}");
+    }
     if outcome.completed_earlier_run {
         println!(
             "this run completed an earlier restore of {} that had stopped after its point of no return",
@@ -278,5 +295,30 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Failed(format!("cannot print JSON: {e}")))?;
     println!("{text}");
+    Ok(())
+}
+
+/// `kassette pin-tokens`: one line saying what the node now carries.
+pub async fn pin_tokens(config: PinConfig) -> Result<(), Error> {
+    let outcome = pin::run(&config)
+        .await
+        .map_err(|e| Error::Failed(error_chain(&e)))?;
+    let path = config.cassandra_yaml.display();
+    let line = |p: &pin::Pinned, what: &str| {
+        format!(
+            "{path}: node {} {what} the {} tokens of backed-up node {} ({}) of backup {}",
+            p.node, p.tokens, p.source_host_id, p.source_address, p.backup
+        )
+    };
+    match outcome {
+        PinOutcome::Pinned(p) => println!("{}", line(&p, "pinned to")),
+        PinOutcome::AlreadyPinned(p) => {
+            println!("{} (already: file unchanged)", line(&p, "carries"))
+        }
+        PinOutcome::SkippedBootstrapped { system_dir } => println!(
+            "{path} left as it is: the node has already bootstrapped ({} is not empty)",
+            system_dir.display()
+        ),
+    }
     Ok(())
 }

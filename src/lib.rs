@@ -23,6 +23,8 @@
 //! - [`coordinator`] — the datacenter-wide passes: backup, purge,
 //!   list/status/verify; discovery, lease, agent client.
 //! - [`k8s`] — Events on the coordinator's Job.
+//! - [`pin`] — `pin-tokens`: a fresh node takes a backed-up node's tokens
+//!   before it first starts (disaster recovery).
 //! - `commands` — what each subcommand prints and how it exits.
 
 pub mod agent;
@@ -35,13 +37,16 @@ pub mod coordinator;
 pub mod error;
 pub mod http;
 pub mod k8s;
+pub mod pin;
 pub mod storage;
 pub mod telemetry;
 
 pub use error::Error;
 
 use cli::Command;
-use config::{AgentConfig, BackupConfig, ClusterConfig, PurgeConfig, RestoreConfig, StorageConfig};
+use config::{
+    AgentConfig, BackupConfig, ClusterConfig, PinConfig, PurgeConfig, RestoreConfig, StorageConfig,
+};
 
 /// A subcommand with its validated configuration, ready to run.
 #[derive(Debug)]
@@ -72,6 +77,7 @@ pub enum Configured {
         storage: StorageConfig,
         cluster: ClusterConfig,
     },
+    PinTokens(PinConfig),
 }
 
 /// Validates every setting of `command`, touching nothing but the files
@@ -111,6 +117,7 @@ pub fn configure(command: Command) -> Result<Configured, Error> {
             storage: StorageConfig::from_args(&args.storage)?,
             cluster: ClusterConfig::from_args(&args.cluster)?,
         },
+        Command::PinTokens(args) => Configured::PinTokens(PinConfig::from_args(&args)?),
     })
 }
 
@@ -145,6 +152,7 @@ pub fn run(command: Command) -> Result<(), Error> {
         Configured::Unlock { storage, cluster } => {
             runtime()?.block_on(commands::unlock(storage, cluster))
         }
+        Configured::PinTokens(config) => runtime()?.block_on(commands::pin_tokens(config)),
     }
 }
 

@@ -231,6 +231,7 @@ fn backup_manifest(
         snapshot_skew_ms: 0,
         schema_cql: String::new(),
         keyspaces: vec!["shop".into()],
+        roles: None,
         nodes: vec![NodeSummary {
             host_id: node.host_id,
             address: node.address.clone(),

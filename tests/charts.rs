@@ -245,6 +245,9 @@ fn backup_and_restore_share_their_templates_and_schema() {
         "tables",
         "mode",
         "clearTruncateSnapshots",
+        "source",
+        "repairAfterRestore",
+        "dryRun",
     ];
     let backup_props = backup["properties"].as_object().unwrap();
     let restore_props = restore["properties"].as_object().unwrap();
@@ -495,6 +498,38 @@ fn backup_with_a_schedule_renders_a_cronjob_that_never_overlaps() {
         "{}",
         text(&named)
     );
+}
+
+/// The restore chart's disaster-recovery values: another cluster's and
+/// datacenter's backups, repair after restore, dry run; all absent by
+/// default.
+#[test]
+fn restore_renders_the_disaster_recovery_values() {
+    let typical = render(RESTORE, &[ci(RESTORE, "typical-values.yaml")], &[]);
+    let env_typical = env(one(&typical, "Job"));
+    for absent in [
+        "KASSETTE_SOURCE_CLUSTER",
+        "KASSETTE_SOURCE_DATACENTER",
+        "KASSETTE_REPAIR_AFTER_RESTORE",
+        "KASSETTE_DRY_RUN",
+    ] {
+        assert!(!env_typical.contains_key(absent), "{absent} set");
+    }
+    let objects = render(
+        RESTORE,
+        &[ci(RESTORE, "typical-values.yaml")],
+        &[
+            "source.cluster=prod",
+            "source.datacenter=dc1",
+            "repairAfterRestore=true",
+            "dryRun=true",
+        ],
+    );
+    let env = env(one(&objects, "Job"));
+    assert_eq!(env_value(&env, "KASSETTE_SOURCE_CLUSTER"), "prod");
+    assert_eq!(env_value(&env, "KASSETTE_SOURCE_DATACENTER"), "dc1");
+    assert_eq!(env_value(&env, "KASSETTE_REPAIR_AFTER_RESTORE"), "true");
+    assert_eq!(env_value(&env, "KASSETTE_DRY_RUN"), "true");
 }
 
 /// The restore chart: a Job running `kassette restore` with its own

@@ -34,7 +34,14 @@ fn token_file(dir: &tempfile::TempDir, secret: &str) -> String {
 fn help_describes_every_variable() {
     let mut help = String::new();
     for sub in [
-        "backup", "restore", "agent", "list", "status", "verify", "purge",
+        "backup",
+        "restore",
+        "agent",
+        "list",
+        "status",
+        "verify",
+        "purge",
+        "pin-tokens",
     ] {
         let out = kassette(&[sub, "--help"], &[]);
         assert!(out.status.success(), "{sub} --help: {}", text(&out));
@@ -335,4 +342,81 @@ fn agent_tls_files_must_be_pem() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn pin_tokens_names_a_missing_or_bad_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("cassandra.yaml");
+    std::fs::write(&yaml, "num_tokens: 16\n").unwrap();
+    let yaml = yaml.to_str().unwrap();
+    let base = [
+        (vars::STORAGE_PROVIDER, "local"),
+        (vars::STORAGE_PATH, dir.path().to_str().unwrap()),
+        (vars::CLUSTER, "prod"),
+        (vars::DATACENTER, "dc1"),
+        (vars::BACKUP_NAME, "b1"),
+        (vars::CASSANDRA_YAML, yaml),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut env = base.to_vec();
+        env.extend_from_slice(extra);
+        kassette(&["pin-tokens"], &env)
+    };
+    for (extra, var) in [
+        (vec![], vars::RACK),
+        (vec![(vars::RACK, "r1")], vars::NODE_ORDINAL),
+        (vec![(vars::POD_NAME, "cassandra-0")], vars::POD_NAME),
+        (
+            vec![(vars::RACK, "r1"), (vars::NODE_ORDINAL, "x")],
+            vars::NODE_ORDINAL,
+        ),
+        (
+            vec![
+                (vars::RACK, "r1"),
+                (vars::NODE_ORDINAL, "0"),
+                (vars::PIN_IF_BOOTSTRAPPED, "maybe"),
+            ],
+            vars::PIN_IF_BOOTSTRAPPED,
+        ),
+    ] {
+        let out = with(&extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("{var}:")),
+            "{extra:?} should name {var}: {}",
+            text(&out)
+        );
+    }
+    // Valid settings, but no such backup in storage: a failure (1), and
+    // the file is untouched.
+    let out = with(&[(vars::RACK, "r1"), (vars::NODE_ORDINAL, "0")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cassandra.yaml")).unwrap(),
+        "num_tokens: 16\n"
+    );
+}
+
+#[test]
+fn restore_names_a_bad_dry_run_or_repair_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(&dir, "t");
+    for var in [vars::DRY_RUN, vars::REPAIR_AFTER_RESTORE] {
+        let out = kassette(
+            &["restore"],
+            &[
+                (vars::STORAGE_PROVIDER, "local"),
+                (vars::STORAGE_PATH, dir.path().to_str().unwrap()),
+                (vars::CLUSTER, "prod"),
+                (vars::DATACENTER, "dc1"),
+                (vars::BACKUP_NAME, "latest"),
+                (vars::NODES, "127.0.0.1:7300"),
+                (vars::AGENT_TOKEN_FILE, &token),
+                (var, "perhaps"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(&format!("{var}:")), "{}", text(&out));
+    }
 }

@@ -188,6 +188,14 @@ pub struct TableRef {
     pub table: String,
 }
 
+/// `POST /v1/repairs`: a full repair of this node's primary ranges of
+/// `tables` (all of the keyspace's when empty), answered when it is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairRequest {
+    pub keyspace: String,
+    pub tables: Vec<String>,
+}
+
 /// Import the staged SSTables of `tables` into the live tables.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportRequest {

@@ -159,6 +159,7 @@ pub fn app(state: AgentState) -> Router {
         .route("/v1/progress", get(progress))
         .route("/v1/staging", get(list_staging))
         .route("/v1/staging/{name}", delete(remove_staging))
+        .route("/v1/repairs", post(repair))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -478,6 +479,19 @@ async fn remove_staging(
     Path(name): Path<String>,
 ) -> Result<StatusCode, AgentError> {
     restore::remove_staging(&state, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn repair(
+    State(state): State<AgentState>,
+    Json(request): Json<api::RepairRequest>,
+) -> Result<StatusCode, AgentError> {
+    tracing::info!(keyspace = %request.keyspace, tables = ?request.tables, "repair starting");
+    state
+        .control
+        .repair(&request.keyspace, &request.tables)
+        .await?;
+    tracing::info!(keyspace = %request.keyspace, "repair done");
     Ok(StatusCode::NO_CONTENT)
 }
 

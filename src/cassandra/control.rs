@@ -67,6 +67,20 @@ impl Control {
         }
     }
 
+    /// A full repair of the primary ranges of this node for `tables` of
+    /// `keyspace`, waited for: after it every replica of those ranges has
+    /// every row any of them had.
+    pub async fn repair(&self, keyspace: &str, tables: &[String]) -> Result<(), ControlError> {
+        match self {
+            Control::Nodetool(n) => n.repair(keyspace, tables).await,
+            Control::Jolokia(j) => j.repair(keyspace, tables).await,
+            Control::ManagementApi(_) => Err(ControlError::Refused {
+                operation: format!("repair {keyspace}"),
+                message: "repair through the Management API is not supported yet; run `nodetool repair -full -pr` on each node".into(),
+            }),
+        }
+    }
+
     /// Whether [`Control::import`] expects the files in the table's own
     /// data directory rather than in a staging directory.
     pub fn imports_from_table_directory(&self) -> bool {
@@ -181,6 +195,49 @@ impl Jolokia {
         arguments: serde_json::Value,
     ) -> Result<serde_json::Value, ControlError> {
         self.exec_on(STORAGE_SERVICE, operation, arguments).await
+    }
+
+    /// `StorageService.repairAsync(keyspace, options)` (full, primary
+    /// range, these tables), then `getParentRepairStatus` until it is no
+    /// longer in progress.
+    pub async fn repair(&self, keyspace: &str, tables: &[String]) -> Result<(), ControlError> {
+        let options = json!({
+            "primaryRange": "true",
+            "incremental": "false",
+            "columnFamilies": tables.join(","),
+        });
+        let command = self
+            .exec(
+                "repairAsync(java.lang.String,java.util.Map)",
+                json!([keyspace, options]),
+            )
+            .await?;
+        let operation = format!("Jolokia repair of {keyspace}");
+        let Some(id) = command.as_i64() else {
+            return Err(ControlError::Refused {
+                operation,
+                message: format!("unexpected answer {command}"),
+            });
+        };
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let status = self.exec("getParentRepairStatus(int)", json!([id])).await?;
+            let state = status
+                .as_array()
+                .and_then(|s| s.first())
+                .and_then(|s| s.as_str())
+                .unwrap_or("IN_PROGRESS");
+            match state {
+                "IN_PROGRESS" => continue,
+                "COMPLETED" => return Ok(()),
+                _ => {
+                    return Err(ControlError::Refused {
+                        operation,
+                        message: status.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     /// Runs one JMX operation; Jolokia answers HTTP 200 with its own
@@ -397,6 +454,23 @@ impl Nodetool {
             });
         }
         Ok(())
+    }
+
+    /// `nodetool repair -full -pr <keyspace> <tables…>`, waited for (a
+    /// repair may take far longer than other commands: no 10-minute limit).
+    pub async fn repair(&self, keyspace: &str, tables: &[String]) -> Result<(), ControlError> {
+        let mut args = vec![
+            "repair".to_string(),
+            "-full".to_string(),
+            "-pr".to_string(),
+            keyspace.to_string(),
+        ];
+        args.extend(tables.iter().cloned());
+        let patient = Nodetool {
+            timeout: Duration::from_secs(7 * 24 * 3600),
+            ..self.clone()
+        };
+        patient.run(&args).await.map(|_| ())
     }
 
     /// Tags of the snapshots present on the node.

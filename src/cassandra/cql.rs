@@ -146,6 +146,47 @@ impl Cql {
         Ok(members)
     }
 
+    /// Every datacenter of the ring as `node` sees it.
+    pub async fn datacenters(&self, node: SocketAddr) -> Result<BTreeSet<String>, CqlError> {
+        let local: Vec<(Option<String>,)> = self
+            .rows_on(node, "SELECT data_center FROM system.local")
+            .await?;
+        let peers: Vec<(Option<String>,)> = self
+            .rows_on(node, "SELECT data_center FROM system.peers_v2")
+            .await?;
+        Ok(local
+            .into_iter()
+            .chain(peers)
+            .filter_map(|(dc,)| dc)
+            .collect())
+    }
+
+    /// The replication map of `keyspace`, if it exists.
+    pub async fn replication(
+        &self,
+        node: SocketAddr,
+        keyspace: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, CqlError> {
+        let query = format!(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = '{}'",
+            keyspace.replace('\'', "''")
+        );
+        let rows: Vec<(Option<std::collections::BTreeMap<String, String>>,)> =
+            self.rows_on(node, &query).await?;
+        Ok(rows.into_iter().next().map(|(r,)| r.unwrap_or_default()))
+    }
+
+    /// The names of the roles in `system_auth.roles` (names only: nothing
+    /// about their passwords or permissions is read).
+    pub async fn role_names(&self, node: SocketAddr) -> Result<Vec<String>, CqlError> {
+        let rows: Vec<(String,)> = self
+            .rows_on(node, "SELECT role FROM system_auth.roles")
+            .await?;
+        let mut names: Vec<String> = rows.into_iter().map(|(r,)| r).collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Names of the keyspaces that are not Cassandra's own.
     pub async fn user_keyspaces(&self, node: SocketAddr) -> Result<Vec<String>, CqlError> {
         let rows: Vec<(String,)> = self

@@ -1,7 +1,10 @@
 //! The backed-up schema (`DESCRIBE KEYSPACE` output) read back: which
 //! statement creates what, and the same statement made safe to run against
 //! a live cluster (`IF NOT EXISTS`: it creates what is missing and never
-//! changes what exists).
+//! changes what exists), and its replication rewritten for a datacenter of
+//! another name.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a `CREATE` statement creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +217,162 @@ fn skip_words(text: &str, n: usize) -> &str {
     rest
 }
 
+/// A keyspace's replication map as CQL writes it (`'class'` and, for
+/// `NetworkTopologyStrategy`, one replication factor per datacenter).
+pub type Replication = BTreeMap<String, String>;
+
+/// The replication map of a `CREATE KEYSPACE` statement, and where its
+/// `{…}` sits in the text.
+pub fn replication(cql: &str) -> Option<(std::ops::Range<usize>, Replication)> {
+    let lower = cql.to_ascii_lowercase();
+    let at = lower.find("replication")?;
+    let open = at + cql[at..].find('{')?;
+    let mut map = Replication::new();
+    let mut rest = &cql[open + 1..];
+    loop {
+        rest = rest.trim_start().trim_start_matches(',').trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            let close = cql.len() - after.len();
+            return Some((open..close, map));
+        }
+        let (key, after) = quoted(rest)?;
+        let after = after.trim_start().strip_prefix(':')?;
+        let (value, after) = quoted(after.trim_start())?;
+        map.insert(key, value);
+        rest = after;
+    }
+}
+
+/// A single-quoted CQL string at the start of `text` (`''` escapes a
+/// quote), and the rest.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let inner = text.strip_prefix('\'')?;
+    let mut value = String::new();
+    let mut chars = inner.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            if chars.peek().map(|(_, c)| *c) == Some('\'') {
+                chars.next();
+                value.push('\'');
+            } else {
+                return Some((value, &inner[i + 1..]));
+            }
+        } else {
+            value.push(c);
+        }
+    }
+    None
+}
+
+fn render(map: &Replication) -> String {
+    let entries: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("'{}': '{}'", k.replace('\'', "''"), v.replace('\'', "''")))
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+fn is_network_topology(map: &Replication) -> bool {
+    map.get("class")
+        .is_some_and(|c| c.ends_with("NetworkTopologyStrategy"))
+}
+
+/// Two replication maps mean the same thing (the class may be written with
+/// or without its package).
+pub fn same_replication(a: &Replication, b: &Replication) -> bool {
+    let short = |m: &Replication| -> Replication {
+        m.iter()
+            .map(|(k, v)| {
+                let v = if k == "class" {
+                    v.rsplit('.').next().unwrap_or(v).to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    };
+    short(a) == short(b)
+}
+
+/// One keyspace whose backed-up replication names the source datacenter,
+/// rewritten for the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationRewrite {
+    pub keyspace: String,
+    pub before: Replication,
+    pub after: Replication,
+}
+
+impl std::fmt::Display for ReplicationRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "keyspace {}: replication {} becomes {}",
+            self.keyspace,
+            render(&self.before),
+            render(&self.after)
+        )
+    }
+}
+
+/// The backed-up schema made for a datacenter of another name: in every
+/// `CREATE KEYSPACE` with `NetworkTopologyStrategy`, the source
+/// datacenter's replication factor is given to `target_dc`, and any other
+/// datacenter of the map is kept only if it exists in the target cluster
+/// (`target_dcs`). `SimpleStrategy` names no datacenter and is left as it
+/// is, as is a keyspace the source datacenter did not replicate (it has no
+/// data in the backup). Returns the statements and what was rewritten.
+pub fn rename_datacenter(
+    statements: &[Statement],
+    source_dc: &str,
+    target_dc: &str,
+    target_dcs: &BTreeSet<String>,
+) -> (Vec<Statement>, Vec<ReplicationRewrite>) {
+    let mut rewrites = Vec::new();
+    let out = statements
+        .iter()
+        .map(|statement| {
+            if statement.object != Object::Keyspace || source_dc == target_dc {
+                return statement.clone();
+            }
+            let Some((range, before)) = replication(&statement.cql) else {
+                return statement.clone();
+            };
+            let Some(rf) = before
+                .get(source_dc)
+                .filter(|_| is_network_topology(&before))
+            else {
+                return statement.clone();
+            };
+            let mut after: Replication = before
+                .iter()
+                .filter(|(k, _)| {
+                    *k == "class" || (k.as_str() != source_dc && target_dcs.contains(k.as_str()))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            after.insert(target_dc.to_string(), rf.clone());
+            let cql = format!(
+                "{}{}{}",
+                &statement.cql[..range.start],
+                render(&after),
+                &statement.cql[range.end..]
+            );
+            rewrites.push(ReplicationRewrite {
+                keyspace: statement.keyspace.clone(),
+                before,
+                after,
+            });
+            Statement {
+                cql,
+                ..statement.clone()
+            }
+        })
+        .collect();
+    (out, rewrites)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +442,64 @@ CREATE MATERIALIZED VIEW shop.by_note AS\n    SELECT * FROM shop.\"Orders\"\n   
             ..statements[0].clone()
         };
         assert_eq!(again.if_not_exists(), again.cql);
+    }
+
+    #[test]
+    fn replication_maps_are_read_with_their_place() {
+        let cql = "CREATE KEYSPACE shop WITH replication = {'class': 'org.apache.cassandra.locator.NetworkTopologyStrategy', 'dc1': '3', 'dc2': '1'}  AND durable_writes = true;";
+        let (range, map) = replication(cql).unwrap();
+        assert!(cql[range].starts_with("{'class'"));
+        assert_eq!(map.get("dc1").map(String::as_str), Some("3"));
+        assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn a_renamed_datacenter_gets_the_source_replication_factor() {
+        let schema = "CREATE KEYSPACE shop WITH replication = {'class': 'org.apache.cassandra.locator.NetworkTopologyStrategy', 'dc1': '3', 'dc2': '1', 'analytics': '2'}  AND durable_writes = true;\n\n\
+CREATE KEYSPACE simple WITH replication = {'class': 'org.apache.cassandra.locator.SimpleStrategy', 'replication_factor': '1'}  AND durable_writes = true;\n\n\
+CREATE KEYSPACE elsewhere WITH replication = {'class': 'NetworkTopologyStrategy', 'dc2': '3'}  AND durable_writes = true;\n\n\
+CREATE TABLE shop.t (id int PRIMARY KEY);\n\n";
+        let statements = parse(schema);
+        // The target cluster has datacenters `east` (restored into) and
+        // `analytics`; dc2 does not exist there.
+        let target_dcs: BTreeSet<String> = ["east".into(), "analytics".into()].into();
+        let (out, rewrites) = rename_datacenter(&statements, "dc1", "east", &target_dcs);
+        assert_eq!(rewrites.len(), 1, "{rewrites:?}");
+        assert_eq!(rewrites[0].keyspace, "shop");
+        assert_eq!(
+            out[0].cql,
+            "CREATE KEYSPACE shop WITH replication = {'analytics': '2', 'class': 'org.apache.cassandra.locator.NetworkTopologyStrategy', 'east': '3'}  AND durable_writes = true;"
+        );
+        assert!(
+            rewrites[0]
+                .to_string()
+                .contains("becomes {'analytics': '2', 'class'")
+        );
+        // SimpleStrategy, a keyspace dc1 did not hold, and tables: unchanged.
+        assert_eq!(out[1..], statements[1..]);
+        // The same datacenter name: nothing to rewrite.
+        let (same, none) = rename_datacenter(&statements, "dc1", "dc1", &target_dcs);
+        assert_eq!(same, statements);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn replication_compares_without_the_class_package() {
+        let a: Replication = [
+            (
+                "class".to_string(),
+                "org.apache.cassandra.locator.NetworkTopologyStrategy".to_string(),
+            ),
+            ("dc1".to_string(), "3".to_string()),
+        ]
+        .into();
+        let mut b: Replication = [
+            ("class".to_string(), "NetworkTopologyStrategy".to_string()),
+            ("dc1".to_string(), "3".to_string()),
+        ]
+        .into();
+        assert!(same_replication(&a, &b));
+        b.insert("dc1".into(), "1".into());
+        assert!(!same_replication(&a, &b));
     }
 }

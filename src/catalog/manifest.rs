@@ -164,6 +164,12 @@ pub struct BackupManifest {
     pub snapshot_skew_ms: u64,
     /// `DESCRIBE SCHEMA` output at backup time.
     pub schema_cql: String,
+    /// Names of the roles in `system_auth.roles` at backup time (names
+    /// only; roles are not restored, the names tell an operator what to
+    /// recreate). Absent in backups written before it was recorded, or
+    /// when the coordinator could not read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
     pub keyspaces: Vec<String>,
     pub nodes: Vec<NodeSummary>,
     pub files: u64,
@@ -461,6 +467,7 @@ mod tests {
             snapshot_skew_ms: 0,
             schema_cql: schema.into(),
             keyspaces: vec!["shop".into()],
+            roles: None,
             nodes: vec![],
             files: 0,
             bytes: 0,

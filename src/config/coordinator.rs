@@ -41,7 +41,7 @@ impl ClusterConfig {
 }
 
 /// Cluster and datacenter names become storage key segments and label values.
-fn catalog_name(raw: &str) -> Result<String, String> {
+pub(crate) fn catalog_name(raw: &str) -> Result<String, String> {
     let ok = !raw.is_empty()
         && raw.len() <= 63
         && raw
@@ -405,11 +405,18 @@ pub struct RestoreConfig {
     /// Remove Cassandra's truncate snapshots after a successful replace.
     pub clear_truncate_snapshots: bool,
     pub storage: StorageConfig,
+    /// The target: the live cluster and datacenter restored into.
     pub cluster: ClusterConfig,
+    /// Whose backups are read (by default the target's own catalog).
+    pub source: ClusterConfig,
     pub nodes: NodesConfig,
     pub pass: PassConfig,
     /// This pod, when running in Kubernetes: Events go to its Job.
     pub pod: Option<PodIdentity>,
+    /// Repair the restored tables before reporting success.
+    pub repair_after_restore: bool,
+    /// Print the plan and change nothing.
+    pub dry_run: bool,
 }
 
 impl RestoreConfig {
@@ -443,9 +450,18 @@ impl RestoreConfig {
             .unwrap_or(false),
             storage: StorageConfig::from_args(&args.storage)?,
             cluster: ClusterConfig::from_args(&args.cluster)?,
+            source: super::source_cluster(&args.source, &args.cluster)?,
             nodes: NodesConfig::from_args(&args.nodes)?,
             pass: PassConfig::from_args(&args.pass)?,
             pod: PodIdentity::from_args(&args.pod)?,
+            repair_after_restore: optional(
+                vars::REPAIR_AFTER_RESTORE,
+                args.repair_after_restore.as_deref(),
+                parse::boolean,
+            )?
+            .unwrap_or(false),
+            dry_run: optional(vars::DRY_RUN, args.dry_run.as_deref(), parse::boolean)?
+                .unwrap_or(false),
         })
     }
 }

@@ -12,6 +12,7 @@ mod agent;
 mod azure;
 mod coordinator;
 pub mod parse;
+mod pin;
 mod storage;
 pub mod vars;
 
@@ -21,6 +22,7 @@ pub use coordinator::{
     BackupConfig, ClusterConfig, CqlConfig, DEFAULT_LOCK_TTL, DEFAULT_PROGRESS_INTERVAL, Discovery,
     NodesConfig, PassConfig, PodIdentity, PurgeConfig, RestoreConfig, RestoreMode, Retention,
 };
+pub use pin::{IfBootstrapped, NodePlace, PinConfig, source_cluster};
 pub use storage::{Backend, S3Encryption, StorageConfig, TransferLimits};
 
 use crate::cli::LogArgs;

@@ -320,6 +320,13 @@ impl Pass<'_> {
                 ),
             )
             .await;
+        let roles = match self.cql.role_names(self.first).await {
+            Ok(roles) => Some(roles),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the role names; the backup will not list them");
+                None
+            }
+        };
         let reports = self.upload_all().await?;
         self.events
             .post(
@@ -365,6 +372,7 @@ impl Pass<'_> {
             finished_at: Timestamp::now(),
             snapshot_skew_ms: skew_ms(&taken),
             schema_cql,
+            roles,
             keyspaces: self.keyspaces.to_vec(),
             files: summaries.iter().map(|s| s.files).sum(),
             bytes: summaries.iter().map(|s| s.bytes).sum(),

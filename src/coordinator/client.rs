@@ -276,6 +276,18 @@ impl AgentClient {
         self.check(response).await.map(|_| ())
     }
 
+    /// Repairs this node's primary ranges of the request's tables; returns
+    /// when the repair is done.
+    pub async fn repair(
+        &self,
+        request: &crate::agent::api::RepairRequest,
+    ) -> Result<(), ClientError> {
+        let response = self
+            .send(Method::POST, "/v1/repairs", Some(request))
+            .await?;
+        self.check(response).await.map(|_| ())
+    }
+
     pub async fn remove_staging(&self, name: &str) -> Result<(), ClientError> {
         let response = self
             .send(Method::DELETE, &format!("/v1/staging/{name}"), None::<&()>)

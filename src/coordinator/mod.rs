@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod nodes;
 mod progress;
 pub mod purge;
+pub mod recovery;
 pub mod restore;
 
 use std::future::Future;

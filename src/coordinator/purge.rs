@@ -526,6 +526,7 @@ mod tests {
                 snapshot_skew_ms: 0,
                 schema_cql: String::new(),
                 keyspaces: vec!["ks".into()],
+                roles: None,
                 nodes: vec![NodeSummary {
                     host_id: node.host_id,
                     address: node.address.clone(),

@@ -14,9 +14,13 @@
 //!    when an earlier attempt staged copies of what is now missing;
 //! 2. reach every node, check each agent writes to this catalog's store and
 //!    the datacenter is whole;
-//! 3. plan: choose the tables (`KASSETTE_KEYSPACES`, `KASSETTE_TABLES`;
-//!    system keyspaces never), map backup nodes to live nodes by host id,
-//!    else by identical token sets — refusing a different topology;
+//! 3. plan: adapt the backed-up schema to the target datacenter (its
+//!    replication rewritten when the backup is another datacenter's, see
+//!    [`recovery`]); choose the tables (`KASSETTE_KEYSPACES`,
+//!    `KASSETTE_TABLES`; system keyspaces never), map backup nodes to live
+//!    nodes by host id, else by identical token sets (`tokens` in the same
+//!    cluster and datacenter, `pinned tokens` in another) — refusing a
+//!    different topology. A dry run prints the plan and stops here;
 //! 4. take the lease (a purge must not delete blobs being restored); remove
 //!    the staging areas earlier restores of other backups left;
 //! 5. every agent downloads its node's files into staging, verified;
@@ -27,7 +31,9 @@
 //!    lease cannot be renewed (the blobs are all staged: no purge can hurt
 //!    it), and if it cannot finish, a re-run with the same backup completes
 //!    it from the staged files without downloading again;
-//! 8. remove the staging areas and, when asked, exactly the truncate
+//! 8. when asked, a full primary-range repair of the restored tables,
+//!    node by node;
+//! 9. remove the staging areas and, when asked, exactly the truncate
 //!    snapshots this pass's truncates made.
 
 use std::collections::{BTreeSet, HashMap};
@@ -40,7 +46,9 @@ use futures::future::{join_all, try_join_all};
 use super::client::JobSpec;
 use super::lease::Lease;
 use super::nodes::{self, Node};
-use super::{PassError, end_pass, new_pass, progress, release_lease, take_lease, with_lease};
+use super::{
+    PassError, end_pass, new_pass, progress, recovery, release_lease, take_lease, with_lease,
+};
 use crate::agent::api::{
     DownloadReport, DownloadRequest, ImportReport, ImportRequest, TableRef, TableSnapshot,
 };
@@ -68,6 +76,14 @@ pub struct RestoreOutcome {
     /// The lease could not be renewed after the point of no return; the
     /// pass finished the import anyway.
     pub lease_lost_after_point_of_no_return: bool,
+    /// Keyspaces whose replication was rewritten for the target datacenter.
+    pub rewrites: Vec<String>,
+    /// Keyspaces that exist with another replication, left as they are.
+    pub replication_kept: Vec<String>,
+    /// What was not restored (roles, views) and the consistency note.
+    pub notes: Vec<String>,
+    /// Only the plan was printed; nothing changed.
+    pub dry_run: bool,
 }
 
 impl RestoreOutcome {
@@ -133,15 +149,47 @@ fn mode_name(mode: RestoreMode) -> &'static str {
 
 async fn pass(config: &RestoreConfig, events: &Events) -> Result<RestoreOutcome, PassError> {
     let start = Instant::now();
-    let catalog = Catalog::open(&config.storage, &config.cluster).await?;
+    // The source's catalog: the target's own unless KASSETTE_SOURCE_* say
+    // otherwise. Its lease keeps a purge of the source from deleting blobs
+    // being restored.
+    let catalog = Catalog::open(&config.storage, &config.source).await?;
     let backup = catalog.backup_manifest(&config.backup).await?;
     let manifests = catalog.node_manifests(&backup).await?;
     super::inspect::check_complete(&catalog, &backup, &manifests).await?;
     let statements = schema::parse(&backup.schema_cql);
     let (live, cql) =
         nodes::whole_datacenter(&config.nodes, &config.cluster, &config.storage).await?;
+    let first = live[0].cql_address(config.nodes.cql.port);
+    let (statements, rewrites) =
+        recovery::adapt_schema(statements, &backup, &config.cluster.datacenter, &cql, first)
+            .await?;
     let plan = plan(&backup, &manifests, &statements, &Choice::of(config), &live)?;
-    for line in plan.to_string().lines() {
+    let keyspaces: BTreeSet<&String> = plan.tables.iter().map(|(k, _)| k).collect();
+    let replication_kept = recovery::replication_kept(&statements, &keyspaces, &cql, first).await?;
+    let views = recovery::skipped_views(&statements, &keyspaces);
+    let notes = recovery::notes(&backup, &views, config.repair_after_restore);
+    let missing = missing_schema(&statements, &plan.tables, &cql, first).await?;
+    let rewrites: Vec<String> = rewrites.iter().map(|r| r.to_string()).collect();
+    let text = plan_text(&plan, &missing, &rewrites, &replication_kept, config);
+    if config.dry_run {
+        println!("{text}");
+        return Ok(RestoreOutcome {
+            backup: backup.name.clone(),
+            tables: plan.tables.iter().cloned().collect(),
+            files: 0,
+            bytes: 0,
+            downloaded_bytes: 0,
+            created: Vec::new(),
+            duration: start.elapsed(),
+            completed_earlier_run: false,
+            lease_lost_after_point_of_no_return: false,
+            rewrites: Vec::new(),
+            replication_kept: Vec::new(),
+            notes,
+            dry_run: true,
+        });
+    }
+    for line in text.lines() {
         tracing::info!("{line}");
     }
     let mut lease = take_lease(&catalog, "restore", config.pass.lock_ttl).await?;
@@ -164,7 +212,7 @@ async fn pass(config: &RestoreConfig, events: &Events) -> Result<RestoreOutcome,
         live: &live,
         cql: &cql,
         job: &job,
-        first: live[0].cql_address(config.nodes.cql.port),
+        first,
         events,
     };
     let result = pass.run(&mut lease).await;
@@ -182,7 +230,81 @@ async fn pass(config: &RestoreConfig, events: &Events) -> Result<RestoreOutcome,
         duration: start.elapsed(),
         completed_earlier_run: done.downloads.iter().any(|r| r.import_started_before),
         lease_lost_after_point_of_no_return: done.lease_lost,
+        rewrites,
+        replication_kept,
+        notes,
+        dry_run: false,
     })
+}
+
+/// Keyspaces and tables of the choice that do not exist in the target
+/// (read-only: what a run would create).
+async fn missing_schema(
+    statements: &[Statement],
+    tables: &BTreeSet<(String, String)>,
+    cql: &Cql,
+    first: std::net::SocketAddr,
+) -> Result<Vec<String>, PassError> {
+    let keyspaces: BTreeSet<&String> = tables.iter().map(|(k, _)| k).collect();
+    let mut missing = Vec::new();
+    for keyspace in keyspaces {
+        if cql.replication(first, keyspace).await?.is_none() {
+            missing.push(format!("keyspace {keyspace}"));
+        }
+        let live: BTreeSet<String> = cql.tables(first, keyspace).await?.into_iter().collect();
+        for statement in statements {
+            if statement.object == Object::Table
+                && &statement.keyspace == keyspace
+                && tables.contains(&(statement.keyspace.clone(), statement.name.clone()))
+                && !live.contains(&statement.name)
+            {
+                missing.push(format!("table {}.{}", statement.keyspace, statement.name));
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// The plan as `--dry-run` prints it and a real run logs it: the pure
+/// [`RestorePlan`], then what depends on the target's live schema (what
+/// is created, replication rewritten or kept) and the repair.
+fn plan_text(
+    plan: &RestorePlan,
+    missing: &[String],
+    rewrites: &[String],
+    replication_kept: &[String],
+    config: &RestoreConfig,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if config.dry_run {
+        let _ = writeln!(out, "dry run: nothing changed");
+    }
+    let _ = write!(out, "{plan}");
+    let _ = writeln!(
+        out,
+        "  into: {}/{}",
+        config.cluster.cluster, config.cluster.datacenter
+    );
+    let _ = writeln!(
+        out,
+        "  to create: {}",
+        if missing.is_empty() {
+            "nothing".to_string()
+        } else {
+            missing.join(", ")
+        }
+    );
+    for rewrite in rewrites {
+        let _ = writeln!(out, "  replication rewrite: {rewrite}");
+    }
+    for kept in replication_kept {
+        let _ = writeln!(out, "  {kept}");
+    }
+    if config.repair_after_restore {
+        let _ = writeln!(out, "  then: repair of the restored tables, node by node");
+    }
+    out.trim_end().to_string()
 }
 
 /// What the operator chose to restore, and how.
@@ -192,6 +314,10 @@ pub struct Choice<'a> {
     pub tables: Option<&'a [(String, String)]>,
     pub mode: RestoreMode,
     pub clear_truncate_snapshots: bool,
+    /// The backup is the target cluster's own (`KASSETTE_SOURCE_CLUSTER`
+    /// unset or the same): a node matched by tokens was rebuilt with them
+    /// rather than given them by `kassette pin-tokens`.
+    pub same_cluster: bool,
 }
 
 impl<'a> Choice<'a> {
@@ -201,6 +327,7 @@ impl<'a> Choice<'a> {
             tables: config.tables.as_deref(),
             mode: config.mode,
             clear_truncate_snapshots: config.clear_truncate_snapshots,
+            same_cluster: config.source.cluster == config.cluster.cluster,
         }
     }
 }
@@ -230,7 +357,10 @@ pub struct NodePlan {
     pub agent: String,
     pub live_host_id: uuid::Uuid,
     pub backup_host_id: uuid::Uuid,
-    /// `host id`, or `tokens` for a rebuilt node with the same token set.
+    /// `host id`; `tokens` for a node of the same cluster and datacenter
+    /// rebuilt with the same token set; `pinned tokens` for a node of
+    /// another cluster or datacenter given the backed-up node's tokens by
+    /// `kassette pin-tokens`.
     pub matched_by: &'static str,
     /// The SSTable components it downloads and imports.
     pub files: Vec<FileEntry>,
@@ -300,7 +430,7 @@ pub fn plan(
     live: &[Node],
 ) -> Result<RestorePlan, PassError> {
     let tables = select_tables(backup, statements, choice)?;
-    let pairs = map_nodes(manifests, live)?;
+    let pairs = map_nodes(manifests, live, choice.same_cluster)?;
     let nodes = pairs
         .into_iter()
         .map(|(manifest, index, matched_by)| NodePlan {
@@ -387,11 +517,12 @@ fn select_tables(
 }
 
 /// Maps every backup node to a live node (by index): by host id, else (a
-/// rebuilt cluster) by identical token set. Anything else is a different
-/// topology, which this pass refuses rather than attempts.
+/// rebuilt or pinned cluster) by identical token set. Anything else is a
+/// different topology, which this pass refuses rather than attempts.
 fn map_nodes<'a>(
     manifests: &'a [NodeManifest],
     live: &[Node],
+    same_cluster: bool,
 ) -> Result<Vec<(&'a NodeManifest, usize, &'static str)>, PassError> {
     if manifests.len() != live.len() {
         return Err(PassError::Refused(format!(
@@ -418,13 +549,22 @@ fn map_nodes<'a>(
     let mut pairs = Vec::with_capacity(manifests.len());
     let mut used = BTreeSet::new();
     for manifest in manifests {
+        let same_place = same_cluster
+            && live
+                .iter()
+                .all(|n| n.topology.datacenter == manifest.datacenter);
+        let by_tokens_rule = if same_place {
+            "tokens"
+        } else {
+            "pinned tokens"
+        };
         let found = by_id
             .get(&manifest.host_id)
             .map(|i| (*i, "host id"))
             .or_else(|| {
                 by_tokens
                     .get(&sorted(&manifest.tokens))
-                    .map(|i| (*i, "tokens"))
+                    .map(|i| (*i, by_tokens_rule))
             });
         let Some((index, matched_by)) = found else {
             return Err(PassError::Refused(format!(
@@ -513,7 +653,19 @@ impl Restore<'_> {
         let (changed, lease_lost) =
             past_point_of_no_return(lease, self.truncate_and_import()).await;
         let (imports, ours) = changed.map_err(|e| self.after_point_of_no_return(e))?;
+        // The data is restored: a repair that fails is reported, but the
+        // staging areas are removed all the same.
+        let repaired = if self.config.repair_after_restore {
+            past_point_of_no_return(lease, self.repair_all()).await.0
+        } else {
+            Ok(())
+        };
         self.clean_up(&ours).await;
+        repaired.map_err(|e| {
+            PassError::Failed(format!(
+                "{e}. The tables are restored; the repair after the restore did not finish: repair them with `nodetool repair -full -pr` on each node"
+            ))
+        })?;
         Ok(Done {
             downloads,
             imports,
@@ -725,6 +877,42 @@ impl Restore<'_> {
         .await
     }
 
+    /// A full repair of the restored tables, primary ranges, one node at a
+    /// time (so every range is repaired once and the cluster is never
+    /// repairing on every node at once), each step logged.
+    async fn repair_all(&self) -> Result<(), PassError> {
+        let mut by_keyspace: std::collections::BTreeMap<&String, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for (keyspace, table) in &self.plan.tables {
+            by_keyspace.entry(keyspace).or_default().push(table.clone());
+        }
+        let total = self.plan.nodes.len();
+        for i in 0..total {
+            let node = self.node(i);
+            for (keyspace, tables) in &by_keyspace {
+                let started = Instant::now();
+                tracing::info!(
+                    "repair {}/{total}: node {} keyspace {keyspace} ({} tables)",
+                    i + 1,
+                    node.agent.name,
+                    tables.len()
+                );
+                let request = crate::agent::api::RepairRequest {
+                    keyspace: (*keyspace).clone(),
+                    tables: tables.clone(),
+                };
+                node.client.repair(&request).await.map_err(node.failed())?;
+                tracing::info!(
+                    "repair {}/{total}: node {} keyspace {keyspace} done in {:.1} s",
+                    i + 1,
+                    node.agent.name,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Every node's snapshots, when truncate snapshots are to be cleared
     /// (else `None`); a node that cannot list them turns clearing off —
     /// keeping a snapshot is safe, guessing is not.
@@ -882,26 +1070,34 @@ mod tests {
         let nodes = [live(1, &["10", "20"]), live(2, &["30", "40"])];
         // Node 1 kept its host id; node 2 was rebuilt with the same tokens.
         let manifests = [backed_up(1, &["10", "20"]), backed_up(9, &["40", "30"])];
-        let pairs = map_nodes(&manifests, &nodes).unwrap();
+        let pairs = map_nodes(&manifests, &nodes, true).unwrap();
         let hosts: Vec<(u128, &str)> = pairs
             .iter()
             .map(|(_, i, by)| (nodes[*i].topology.host_id.as_u128(), *by))
             .collect();
         assert_eq!(hosts, [(1, "host id"), (2, "tokens")]);
+        // The same tokens given by `kassette pin-tokens` to another
+        // cluster's node.
+        let pinned = map_nodes(&manifests, &nodes, false).unwrap();
+        assert_eq!(pinned[1].2, "pinned tokens");
+        assert_eq!(pinned[0].2, "host id");
     }
 
     #[test]
     fn another_topology_is_refused_with_both_sides_named() {
         let nodes = [live(1, &["10"]), live(2, &["30"])];
         let other_tokens = [backed_up(7, &["11"]), backed_up(8, &["31"])];
-        let err = map_nodes(&other_tokens, &nodes).err().unwrap().to_string();
+        let err = map_nodes(&other_tokens, &nodes, true)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("matches no live node by host id or tokens"),
             "{err}"
         );
         assert!(err.contains("pod-1"), "{err}");
         let fewer = [backed_up(1, &["10"])];
-        let err = map_nodes(&fewer, &nodes).err().unwrap().to_string();
+        let err = map_nodes(&fewer, &nodes, true).err().unwrap().to_string();
         assert!(
             err.contains("the backup has 1 nodes, the datacenter 2"),
             "{err}"
@@ -945,6 +1141,7 @@ CREATE TABLE other.users (id int PRIMARY KEY);\n"
             uploaded_bytes: 0,
             uploaded_files: 0,
             nodes: vec![],
+            roles: None,
         }
     }
 
@@ -954,6 +1151,7 @@ CREATE TABLE other.users (id int PRIMARY KEY);\n"
             tables,
             mode,
             clear_truncate_snapshots: true,
+            same_cluster: true,
         }
     }
 

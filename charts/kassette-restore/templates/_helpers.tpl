@@ -21,4 +21,20 @@ shared part is in _kassette.tpl. */ -}}
 - name: KASSETTE_CLEAR_TRUNCATE_SNAPSHOTS
   value: "true"
 {{- end }}
+{{- with .Values.source.cluster }}
+- name: KASSETTE_SOURCE_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.source.datacenter }}
+- name: KASSETTE_SOURCE_DATACENTER
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.repairAfterRestore }}
+- name: KASSETTE_REPAIR_AFTER_RESTORE
+  value: "true"
+{{- end }}
+{{- if .Values.dryRun }}
+- name: KASSETTE_DRY_RUN
+  value: "true"
+{{- end }}
 {{- end }}
