@@ -185,7 +185,9 @@ pub fn tables(raw: &str) -> Result<Vec<(String, String)>, String> {
 /// starting with a letter or digit. Names become storage keys, so nothing
 /// that could form a path (`/`, `..`) is accepted.
 pub fn backup_name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
+    // ASCII whitespace only: `trim` would also drop a no-break space and
+    // accept a name the user did not type.
+    let name = raw.trim_matches(|c: char| c.is_ascii_whitespace());
     if is_safe_name(name, 128) {
         Ok(name.to_string())
     } else {
@@ -357,7 +359,15 @@ mod tests {
     fn backup_names_cannot_form_paths() {
         assert!(backup_name("2026-11-25T02-00-00Z").is_ok());
         assert!(backup_name("nightly.1").is_ok());
-        for bad in ["", "../x", "a/b", ".hidden", "a b", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a b",
+            "\u{a0}a",
+            &"x".repeat(129),
+        ] {
             assert!(backup_name(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -17,6 +17,9 @@ pub fn source_cluster(
     let pick = |var: &'static str, own: Option<&str>, fallback: Option<&str>, what: &str| match own
     {
         Some(raw) => required(var, Some(raw), what, catalog_name),
+        // The value comes from the target's own variable: a bad one is
+        // named as that variable.
+        None if fallback.is_some() => required(fallback_var(var), fallback, what, catalog_name),
         None => required(var, fallback, what, catalog_name).map_err(|e| {
             ConfigError::new(var, format!("{} (or {})", e.problem, fallback_var(var)))
         }),
