@@ -7,4 +7,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 for tool in java mvn go cargo npm python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed: this machine kind ships it"
 done
-ensure_apt openssl unzip procps ca-certificates umoci binutils
+ensure_apt openssl unzip procps ca-certificates umoci binutils jq

@@ -63,7 +63,7 @@ CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
 ENV_FILE="$KASSETTE_RUN/image.env"
 
 cmd_install() {
-  ensure_apt umoci ca-certificates binutils
+  ensure_apt umoci ca-certificates binutils jq
   local have
   have="$(umoci --version | awk '{print $3}')"
   case "$have" in
