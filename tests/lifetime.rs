@@ -287,21 +287,7 @@ async fn a_dropped_nodetool_leaves_no_child_process() {
 /// again — which says so, and leaves no staging area.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_killed_during_import_is_completed_by_the_rerun() {
-    let session = cql_cluster().await;
-    let data = Dataset::create(&session).await;
-    data.write(&session, 0, 300, 1024).await;
-    let dc = Datacenter::start(StoreKind::S3, &[]).await;
-    let name = backup_name("rs-imp-");
-    dc.backup(&name, &data.keyspaces()).await;
-    for id in (0..300).step_by(3) {
-        session
-            .query_unpaged(
-                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
-                (),
-            )
-            .await
-            .unwrap();
-    }
+    let (session, data, dc, name) = backed_up_then_damaged("rs-imp-").await;
     let ks = data.keyspaces().join(",");
     let env = [
         ("KASSETTE_BACKUP_NAME", name.as_str()),
@@ -348,21 +334,7 @@ async fn a_restore_killed_during_import_is_completed_by_the_rerun() {
 /// re-run does, from the staged files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_during_import_is_completed_by_the_rerun() {
-    let session = cql_cluster().await;
-    let data = Dataset::create(&session).await;
-    data.write(&session, 0, 300, 1024).await;
-    let mut dc = Datacenter::start(StoreKind::S3, &[]).await;
-    let name = backup_name("rs-agent-");
-    dc.backup(&name, &data.keyspaces()).await;
-    for id in (0..300).step_by(3) {
-        session
-            .query_unpaged(
-                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
-                (),
-            )
-            .await
-            .unwrap();
-    }
+    let (session, data, mut dc, name) = backed_up_then_damaged("rs-agent-").await;
     let ks = data.keyspaces().join(",");
     let env = [
         ("KASSETTE_BACKUP_NAME", name.as_str()),
@@ -408,21 +380,7 @@ async fn an_agent_killed_during_import_is_completed_by_the_rerun() {
 /// and left the tables truncated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_that_loses_its_lease_after_truncating_finishes() {
-    let session = cql_cluster().await;
-    let data = Dataset::create(&session).await;
-    data.write(&session, 0, 300, 1024).await;
-    let dc = Datacenter::start(StoreKind::S3, &[]).await;
-    let name = backup_name("rs-lease-");
-    dc.backup(&name, &data.keyspaces()).await;
-    for id in (0..300).step_by(3) {
-        session
-            .query_unpaged(
-                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
-                (),
-            )
-            .await
-            .unwrap();
-    }
+    let (session, data, dc, name) = backed_up_then_damaged("rs-lease-").await;
     let ks = data.keyspaces().join(",");
     let mut pass = dc
         .coordinator(
@@ -657,4 +615,26 @@ async fn a_failed_restores_staging_is_removed_by_the_next_restore() {
             "node {node}"
         );
     }
+}
+
+/// A dataset of 300 rows backed up on a fresh S3 datacenter as
+/// `<prefix>…`, then every third row of its main table deleted: the state
+/// the restore-lifetime tests start from.
+async fn backed_up_then_damaged(prefix: &str) -> (Session, Dataset, Datacenter, String) {
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    data.write(&session, 0, 300, 1024).await;
+    let dc = Datacenter::start(StoreKind::S3, &[]).await;
+    let name = backup_name(prefix);
+    dc.backup(&name, &data.keyspaces()).await;
+    for id in (0..300).step_by(3) {
+        session
+            .query_unpaged(
+                format!("DELETE FROM {}.users WHERE id = {id}", data.main),
+                (),
+            )
+            .await
+            .unwrap();
+    }
+    (session, data, dc, name)
 }
