@@ -151,6 +151,11 @@ fn crafted() -> Vec<String> {
     ]
 }
 
+/// A `POST /v1/jobs` body carrying `work` for a made-up pass.
+fn job(work: serde_json::Value) -> serde_json::Value {
+    json!({"pass": "p1", "heartbeat_timeout_ms": 30_000, "work": work})
+}
+
 #[tokio::test]
 async fn crafted_names_in_requests_are_refused_and_nothing_is_done() {
     use reqwest::Method;
@@ -169,9 +174,9 @@ async fn crafted_names_in_requests_are_refused_and_nothing_is_done() {
             json!({"keyspace": bad, "table": "t"}),
             json!({"keyspace": "ks", "table": bad}),
         ] {
-            let import = json!({"staging": "restore-x", "tables": [table]});
+            let import = job(json!({"kind": "import", "staging": "restore-x", "tables": [table]}));
             let status = agent
-                .send(Method::POST, "/v1/imports", auth, Some(import))
+                .send(Method::POST, "/v1/jobs", auth, Some(import))
                 .await;
             assert_eq!(status, 400, "import of {table}");
         }
@@ -187,23 +192,23 @@ async fn crafted_names_in_requests_are_refused_and_nothing_is_done() {
         }
         tried += 3 + entries.len();
         for entry in entries {
-            let download = json!({
-                "cluster": "prod", "datacenter": "dc1",
+            let download = job(json!({
+                "kind": "download", "cluster": "prod", "datacenter": "dc1",
                 "staging": "restore-x", "files": [entry],
-            });
+            }));
             let status = agent
-                .send(Method::POST, "/v1/downloads", auth, Some(download))
+                .send(Method::POST, "/v1/jobs", auth, Some(download))
                 .await;
             assert_eq!(status, 400, "download of {entry}");
         }
     }
     for path in ["/etc/passwd", "../nb-1-big-Data.db", ".idx/../../x"] {
-        let download = json!({
-            "cluster": "prod", "datacenter": "dc1",
+        let download = job(json!({
+            "kind": "download", "cluster": "prod", "datacenter": "dc1",
             "staging": "restore-x", "files": [file("ks", "t", path)],
-        });
+        }));
         let status = agent
-            .send(Method::POST, "/v1/downloads", auth, Some(download))
+            .send(Method::POST, "/v1/jobs", auth, Some(download))
             .await;
         assert_eq!(status, 400, "download of {path:?}");
         tried += 1;
@@ -229,22 +234,28 @@ async fn requests_without_the_right_token_get_401_and_nothing_is_done() {
         (Method::DELETE, "/v1/snapshots/kassette-x", None),
         (
             Method::POST,
-            "/v1/uploads",
-            Some(json!({"tag": "kassette-x", "cluster": "prod", "datacenter": "dc1"})),
+            "/v1/jobs",
+            Some(job(
+                json!({"kind": "upload", "tag": "kassette-x", "cluster": "prod", "datacenter": "dc1"}),
+            )),
         ),
         (Method::GET, "/v1/progress", None),
         (
             Method::POST,
-            "/v1/downloads",
-            Some(
-                json!({"cluster": "prod", "datacenter": "dc1", "staging": "restore-x", "files": [file("ks", "t", "nb-1-big-Data.db")]}),
-            ),
+            "/v1/jobs",
+            Some(job(
+                json!({"kind": "download", "cluster": "prod", "datacenter": "dc1", "staging": "restore-x", "files": [file("ks", "t", "nb-1-big-Data.db")]}),
+            )),
         ),
         (
             Method::POST,
-            "/v1/imports",
-            Some(json!({"staging": "restore-x", "tables": [{"keyspace": "ks", "table": "t"}]})),
+            "/v1/jobs",
+            Some(job(
+                json!({"kind": "import", "staging": "restore-x", "tables": [{"keyspace": "ks", "table": "t"}]}),
+            )),
         ),
+        (Method::GET, "/v1/jobs/upload-0000000000000000", None),
+        (Method::DELETE, "/v1/passes/p1", None),
         (Method::DELETE, "/v1/staging/restore-x", None),
     ];
     let other_cluster = "another-clusters-token-0123456789".to_string();

@@ -26,6 +26,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
 use crate::cassandra::control::{Control, ControlError, Jolokia, ManagementApi, Nodetool};
+use crate::catalog::names;
 use crate::config::{AgentConfig, CassandraControl};
 use crate::storage::Store;
 use api::{
@@ -298,9 +299,7 @@ pub(crate) fn check_tag(tag: &str) -> Result<(), AgentError> {
 }
 
 /// A name from a request that the catalog's rule refuses.
-pub(crate) fn check_names(
-    checked: Result<(), crate::catalog::names::NameError>,
-) -> Result<(), AgentError> {
+pub(crate) fn check_names(checked: Result<(), names::NameError>) -> Result<(), AgentError> {
     checked.map_err(|e| AgentError::BadRequest(e.to_string()))
 }
 
@@ -310,7 +309,7 @@ async fn take_snapshot(
 ) -> Result<Json<SnapshotTaken>, AgentError> {
     check_tag(&request.tag)?;
     for keyspace in &request.keyspaces {
-        check_names(crate::catalog::names::check_keyspace(keyspace))?;
+        check_names(names::check_keyspace(keyspace))?;
     }
     state
         .control
@@ -408,9 +407,22 @@ pub(crate) fn validate_work(work: &Work) -> Result<(), AgentError> {
         }
         Work::Download(request) => {
             check_tag(&request.staging)?;
-            layout(&request.cluster, &request.datacenter)
+            layout(&request.cluster, &request.datacenter)?;
+            // Every name is checked before the job starts, so a crafted
+            // request is a 400 with nothing done, not a job that fails later.
+            for file in &request.files {
+                check_names(names::check_file(&file.keyspace, &file.table, &file.path))?;
+            }
+            Ok(())
         }
-        Work::Import(request) => check_tag(&request.staging),
+        Work::Import(request) => {
+            check_tag(&request.staging)?;
+            for table in &request.tables {
+                check_names(names::check_keyspace(&table.keyspace))?;
+                check_names(names::check_table(&table.table))?;
+            }
+            Ok(())
+        }
     }
 }
 
