@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet};
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::dataset::Dataset;
@@ -411,9 +410,9 @@ async fn killed_coordinator_resumes_and_concurrent_pass_is_refused() {
         "{entries:?}"
     );
 
-    // The killed pass's lease expires (3 s in tests); the re-run takes over,
+    // The killed pass's lease expires (LEASE_TTL in tests); the re-run takes over,
     // clears the stale snapshot and completes.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(common::dc::after_lease_expiry()).await;
     let rerun = dc.kassette(&["backup"], &env).await;
     assert_success(&rerun, "re-run of the killed backup");
     let manifest = dc.manifest(&name).await;

@@ -20,7 +20,7 @@ use scylla::client::session::Session;
 use tokio::io::AsyncBufReadExt;
 
 /// How long an agent keeps a job without a poll, in these tests (the
-/// coordinator's 3 s lease TTL, raised to the 10 s minimum).
+/// coordinators' short test lease TTL, raised to the 10 s minimum).
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn layout() -> Layout {
@@ -302,7 +302,7 @@ async fn a_restore_killed_during_import_is_completed_by_the_rerun() {
     // Past the point of no return: truncated, and a first table imported.
     wait_for_agent_log(&dc, "imported keyspace=").await;
     first.kill().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(common::dc::after_lease_expiry()).await;
     let out = dc.kassette(&["restore"], &env).await;
     assert_success(&out, "re-run of the restore killed during import");
     let summary = String::from_utf8_lossy(&out.stdout).to_string();
@@ -359,7 +359,7 @@ async fn an_agent_killed_during_import_is_completed_by_the_rerun() {
     );
     assert!(message.contains("point of no return"), "{message}");
     dc.restart_agent(2).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(common::dc::after_lease_expiry()).await;
     let out = dc.kassette(&["restore"], &env).await;
     assert_success(&out, "re-run after the agent came back");
     let summary = String::from_utf8_lossy(&out.stdout).to_string();

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use common::dataset::Dataset;
 use common::dc::{Datacenter, StoreKind, assert_success, backup_name, text};
@@ -402,7 +400,7 @@ async fn killed_during_download_changes_nothing_and_resumes() {
     first.kill().await.unwrap();
     assert_eq!(data.users(&session).await, before, "live data changed");
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(common::dc::after_lease_expiry()).await;
     let out = dc.kassette(&["restore"], &env).await;
     assert_success(&out, "re-run of the killed restore");
     let summary = String::from_utf8_lossy(&out.stdout).to_string();

@@ -16,6 +16,14 @@ use super::{cassandra_data_dirs, setting, unique};
 
 pub const TOKEN: &str = "dc-test-token-0123456789abcdef";
 pub const NODES: usize = 3;
+/// The coordinators' lease TTL in tests: short, so a killed pass's lease
+/// expires soon, yet long enough that a renewal (bounded by a sixth of it)
+/// completes on a loaded 2-core machine.
+pub const LEASE_TTL: Duration = Duration::from_secs(6);
+/// How long to wait for a killed holder's lease to expire.
+pub fn after_lease_expiry() -> Duration {
+    LEASE_TTL + Duration::from_secs(1)
+}
 
 /// Which store a test datacenter backs up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,7 +323,7 @@ impl Datacenter {
                 "KASSETTE_AGENT_TOKEN_FILE",
                 self.token_file.display().to_string(),
             ),
-            ("KASSETTE_LOCK_TTL", "3s".to_string()),
+            ("KASSETTE_LOCK_TTL", format!("{}s", LEASE_TTL.as_secs())),
             ("KASSETTE_PROGRESS_INTERVAL", "1s".to_string()),
         ] {
             env.push((k.to_string(), v));
