@@ -93,7 +93,10 @@ async fn big_dataset(session: &Session) -> Dataset {
 async fn killed_coordinators_uploads_end_and_say_so() {
     let session = cql_cluster().await;
     let data = big_dataset(&session).await;
-    let dc = Datacenter::start(StoreKind::S3, &[("KASSETTE_MAX_BANDWIDTH", "1MiB/s")]).await;
+    // About 10 MiB a node at 384 KiB/s: still uploading when the 10 s
+    // heartbeat timeout ends the killed pass's jobs (at 1 MiB/s a node
+    // could finish first and the test saw only "done").
+    let dc = Datacenter::start(StoreKind::S3, &[("KASSETTE_MAX_BANDWIDTH", "384KiB/s")]).await;
     let name = backup_name("ghost-");
     let ks = data.keyspaces().join(",");
     let env = [
