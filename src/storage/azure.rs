@@ -40,10 +40,11 @@ use super::error::{Error, Result, error_chain};
 use super::key::{ObjectKey, full_name, relative_key};
 use super::limits::Limits;
 use super::retry::RetryPolicy;
-use super::transfer::{PartReader, paginate, part_size_for, write_verified};
+use super::transfer::{PartHasher, PartRange, SourceFile, paginate, part_size_for, write_verified};
 use super::{ObjectMeta, PutMode, Store};
 use crate::config::{Backend, StorageConfig};
 use auth::Auth;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The service version kassette speaks (Azurite 3.35 knows it too).
 pub const API_VERSION: &str = "2025-11-05";
@@ -224,49 +225,69 @@ impl AzureStore {
         classify(operation, key, &self.container, status, &code, &message)
     }
 
-    async fn put_single(&self, name: &str, data: Bytes, mode: PutMode) -> Result<()> {
-        let len = data.len() as u64;
-        let md5 = md5_base64(&data);
+    /// One Put Blob carrying the body's MD5, retried as a whole. `slot`,
+    /// when given, is a concurrency slot already taken: the first attempt
+    /// uses it, later ones wait for their own.
+    async fn put_single(
+        &self,
+        name: &str,
+        body: Body<'_>,
+        md5: &str,
+        mode: PutMode,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<()> {
+        let len = body.len();
+        let mut first = slot;
         self.retry
-            .run("put", || async {
-                let _slot = self.limits.slot().await;
-                self.limits.bandwidth(len).await;
-                let mut request = self
-                    .request(Method::PUT, self.blob_url(name))
-                    .header("x-ms-blob-type", "BlockBlob")
-                    .header(CONTENT_LENGTH, len)
-                    .header("content-md5", &md5)
-                    .body(data.clone());
-                if mode == PutMode::Create {
-                    request = request.header(IF_NONE_MATCH, "*");
+            .run("put", || {
+                let held = first.take();
+                let body = &body;
+                async move {
+                    let _slot = match held {
+                        Some(slot) => slot,
+                        None => self.limits.slot().await,
+                    };
+                    self.limits.bandwidth(len).await;
+                    let mut request = self
+                        .request(Method::PUT, self.blob_url(name))
+                        .header("x-ms-blob-type", "BlockBlob")
+                        .header(CONTENT_LENGTH, len)
+                        .header("content-md5", md5)
+                        .body(body.reqwest());
+                    if mode == PutMode::Create {
+                        request = request.header(IF_NONE_MATCH, "*");
+                    }
+                    self.send("put", name, request).await.map(|_| ())
                 }
-                self.send("put", name, request).await.map(|_| ())
             })
             .await
     }
 
     /// Uploads a file of more than one part as blocks and commits them.
-    async fn put_blocks(&self, name: &str, mut reader: PartReader, size: u64) -> Result<Digest> {
-        let part_size = part_size_for(size);
+    /// Blocks are hashed in order (each with its MD5) and streamed from the
+    /// file, read again for every attempt; none is held in memory.
+    async fn put_blocks(&self, name: &str, source: &SourceFile) -> Result<Digest> {
+        let part_size = part_size_for(source.size());
         // A fresh prefix per upload: blocks left by an earlier failed attempt
         // can never be mistaken for this one's.
         let upload: u64 = rand::random();
         let mut ids = Vec::new();
+        let mut hasher = PartHasher::new(source, part_size, true);
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-        for number in 0u32.. {
-            let buffer = self.limits.buffer(part_size).await;
-            let data = reader.next_part(part_size).await?;
-            if data.is_empty() {
+        loop {
+            let slot = self.limits.slot().await;
+            let Some((range, sums)) = hasher.next().await? else {
                 break;
-            }
-            let id = block_id(upload, number);
+            };
+            let id = block_id(upload, range.index);
             ids.push(id.clone());
             let store = self.clone();
-            let task_name = name.to_string();
+            let (task_name, task_source) = (name.to_string(), source.clone());
+            let md5 = sums.md5_base64().unwrap_or_default();
             tasks.spawn(async move {
-                let done = store.put_block(&task_name, &id, data).await;
-                drop(buffer);
-                done
+                store
+                    .put_block(&task_name, &id, &task_source, range, &md5, slot)
+                    .await
             });
             // An early failure stops the upload instead of reading on.
             while let Some(done) = tasks.try_join_next() {
@@ -276,28 +297,42 @@ impl AzureStore {
         while let Some(done) = tasks.join_next().await {
             joined(done, name)?;
         }
-        let digest = reader.finish(size).await?;
+        let digest = hasher.finish().await?;
         self.put_block_list(name, &ids).await?;
         Ok(digest)
     }
 
-    async fn put_block(&self, name: &str, id: &str, data: Bytes) -> Result<()> {
-        let len = data.len() as u64;
-        let md5 = md5_base64(&data);
+    async fn put_block(
+        &self,
+        name: &str,
+        id: &str,
+        source: &SourceFile,
+        range: PartRange,
+        md5: &str,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<()> {
         let mut url = self.blob_url(name);
         url.query_pairs_mut()
             .append_pair("comp", "block")
             .append_pair("blockid", id);
+        let mut first = Some(slot);
         self.retry
-            .run("put block", || async {
-                let _slot = self.limits.slot().await;
-                self.limits.bandwidth(len).await;
-                let request = self
-                    .request(Method::PUT, url.clone())
-                    .header(CONTENT_LENGTH, len)
-                    .header("content-md5", &md5)
-                    .body(data.clone());
-                self.send("put block", name, request).await.map(|_| ())
+            .run("put block", || {
+                let held = first.take();
+                let url = &url;
+                async move {
+                    let _slot = match held {
+                        Some(slot) => slot,
+                        None => self.limits.slot().await,
+                    };
+                    self.limits.bandwidth(range.len).await;
+                    let request = self
+                        .request(Method::PUT, url.clone())
+                        .header(CONTENT_LENGTH, range.len)
+                        .header("content-md5", md5)
+                        .body(reqwest::Body::wrap_stream(source.stream(range)));
+                    self.send("put block", name, request).await.map(|_| ())
+                }
             })
             .await
     }
@@ -486,14 +521,27 @@ impl AzureStore {
 impl Store for AzureStore {
     async fn put_file(&self, key: &ObjectKey, path: &Path) -> Result<Digest> {
         let name = self.name(key);
-        let (mut reader, size) = PartReader::open(path).await?;
+        let source = SourceFile::open(path).await?;
+        let size = source.size();
         if size > part_size_for(size) {
-            return self.put_blocks(&name, reader, size).await;
+            return self.put_blocks(&name, &source).await;
         }
-        let _buffer = self.limits.buffer(size).await;
-        let data = reader.next_part(size).await?;
-        let digest = reader.finish(size).await?;
-        self.put_single(&name, data, PutMode::Overwrite).await?;
+        let slot = self.limits.slot().await;
+        let mut hasher = PartHasher::new(&source, size, true);
+        let (range, sums) = hasher
+            .next()
+            .await?
+            .ok_or_else(|| Error::local(path, std::io::Error::other("no part to send")))?;
+        let digest = hasher.finish().await?;
+        let md5 = sums.md5_base64().unwrap_or_default();
+        self.put_single(
+            &name,
+            Body::File(&source, range),
+            &md5,
+            PutMode::Overwrite,
+            Some(slot),
+        )
+        .await?;
         Ok(digest)
     }
 
@@ -512,7 +560,9 @@ impl Store for AzureStore {
     }
 
     async fn put_bytes(&self, key: &ObjectKey, data: Bytes, mode: PutMode) -> Result<()> {
-        self.put_single(&self.name(key), data, mode).await
+        let md5 = md5_base64(&data);
+        self.put_single(&self.name(key), Body::Memory(&data), &md5, mode, None)
+            .await
     }
 
     async fn get_bytes(&self, key: &ObjectKey) -> Result<Bytes> {
@@ -711,6 +761,29 @@ fn transport(operation: &'static str, key: &str, err: reqwest::Error) -> Error {
         key: key.to_string(),
         message: chain,
         transient,
+    }
+}
+
+/// What a Put Blob sends: a small object from memory, or a range of a
+/// file, read again for every attempt.
+enum Body<'a> {
+    Memory(&'a Bytes),
+    File(&'a SourceFile, PartRange),
+}
+
+impl Body<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Memory(data) => data.len() as u64,
+            Body::File(_, range) => range.len,
+        }
+    }
+
+    fn reqwest(&self) -> reqwest::Body {
+        match self {
+            Body::Memory(data) => reqwest::Body::from((*data).clone()),
+            Body::File(source, range) => reqwest::Body::wrap_stream(source.stream(*range)),
+        }
     }
 }
 

@@ -40,7 +40,7 @@ use super::error::{Error, Result, error_chain};
 use super::key::{ObjectKey, full_name, relative_key};
 use super::limits::Limits;
 use super::retry::RetryPolicy;
-use super::transfer::{PartReader, paginate, part_size_for, write_verified};
+use super::transfer::{PartHasher, SourceFile, paginate, part_size_for, write_verified};
 use super::{ObjectMeta, PutMode, Store};
 use crate::config::{Backend, StorageConfig};
 
@@ -165,13 +165,24 @@ impl GcsStore {
     }
 
     /// One attempt at uploading a whole file; returns its digest.
+    ///
+    /// A file of one part is read into memory (the client builds a
+    /// multipart request whose length it must know); larger files are
+    /// hashed part by part and each chunk of the resumable upload is
+    /// streamed from the file, so no chunk is held.
     async fn upload_file_once(&self, name: &str, path: &Path) -> Result<Digest> {
-        let (mut reader, size) = PartReader::open(path).await?;
+        let source = SourceFile::open(path).await?;
+        let size = source.size();
         let part_size = part_size_for(size);
+        let mut hasher = PartHasher::new(&source, part_size, false);
         if size <= part_size {
-            let _buffer = self.limits.buffer(size).await;
-            let data = reader.next_part(size).await?;
-            let digest = reader.finish(size).await?;
+            let _slot = self.limits.slot().await;
+            let Some((range, _)) = hasher.next().await? else {
+                return Err(Error::local(path, std::io::Error::other("no part to send")));
+            };
+            let data = source.read(range).await?;
+            let digest = hasher.finish().await?;
+            drop(_slot);
             self.put_small(name, data, &digest, PutMode::Overwrite)
                 .await?;
             return Ok(digest);
@@ -188,21 +199,19 @@ impl GcsStore {
             )
             .await
             .map_err(|e| classify("start resumable upload", name, e))?;
-        let mut offset = 0u64;
-        while offset < size {
-            let _buffer = self.limits.buffer(part_size).await;
-            let data = reader.next_part(part_size).await?;
-            let len = data.len() as u64;
+        loop {
             let _slot = self.limits.slot().await;
-            self.limits.bandwidth(len).await;
-            let range = ChunkSize::new(offset, offset + len - 1, Some(size));
+            let Some((range, _)) = hasher.next().await? else {
+                break;
+            };
+            self.limits.bandwidth(range.len).await;
+            let chunk = ChunkSize::new(range.offset, range.offset + range.len - 1, Some(size));
             session
-                .upload_multiple_chunk(data, &range)
+                .upload_multiple_chunk(reqwest::Body::wrap_stream(source.stream(range)), &chunk)
                 .await
                 .map_err(|e| classify("upload chunk", name, e))?;
-            offset += len;
         }
-        let digest = reader.finish(size).await?;
+        let digest = hasher.finish().await?;
         self.check_stored_crc(name, &digest).await?;
         Ok(digest)
     }

@@ -1,6 +1,10 @@
 //! Process-wide transfer limits shared by every transfer of every backend:
-//! how many requests carry data at once, how many bytes sit in part buffers,
-//! and how many bytes per second cross the network.
+//! how many requests carry data at once, and how many bytes per second
+//! cross the network.
+//!
+//! Memory needs no budget of its own: uploads stream every part from its
+//! file (`transfer::SourceFile`), so what a request in flight holds is a
+//! read chunk or two, and requests in flight are bounded by the slots.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -14,16 +18,10 @@ use crate::config::TransferLimits;
 /// large parts within the limiter's `u32`.
 const CELL: u64 = 1024;
 
-/// Budget for part buffers held in memory, in MiB, per unit of concurrency.
-/// See `docs/storage.md`: memory ≤ concurrency × part size.
-pub const BUFFER_MIB_PER_SLOT: u32 = 8;
-
 /// Shared limits; clone freely (all clones share the same budget).
 #[derive(Clone, Debug)]
 pub struct Limits {
     slots: Arc<Semaphore>,
-    buffer_mib: Arc<Semaphore>,
-    buffer_mib_total: u32,
     /// The limiter and its burst in cells (one second's worth): no single
     /// wait may ask for more, or the limiter refuses instead of waiting.
     bandwidth: Option<(Arc<DefaultDirectRateLimiter>, u32)>,
@@ -32,11 +30,8 @@ pub struct Limits {
 impl Limits {
     pub fn new(config: &TransferLimits) -> Self {
         let concurrency = config.concurrency.max(1);
-        let buffer_mib_total = concurrency * BUFFER_MIB_PER_SLOT;
         Self {
             slots: Arc::new(Semaphore::new(concurrency as usize)),
-            buffer_mib: Arc::new(Semaphore::new(buffer_mib_total as usize)),
-            buffer_mib_total,
             bandwidth: config
                 .max_bandwidth
                 .map(|rate| (Arc::new(limiter(rate)), cells_per_second(rate).get())),
@@ -50,24 +45,14 @@ impl Limits {
         })
     }
 
-    /// Waits for one of the concurrency slots; hold it for the request.
+    /// Waits for one of the concurrency slots; hold it for the request (an
+    /// upload takes it before hashing a part and hands it to the part's
+    /// first attempt, so parts are not hashed far ahead of their sending).
     pub async fn slot(&self) -> OwnedSemaphorePermit {
         match self.slots.clone().acquire_owned().await {
             Ok(permit) => permit,
             // The semaphore is never closed.
             Err(_) => unreachable!("transfer semaphore closed"),
-        }
-    }
-
-    /// Reserves buffer memory for `bytes` (rounded up to MiB, capped at the
-    /// whole budget so one oversized part can still proceed alone).
-    pub async fn buffer(&self, bytes: u64) -> OwnedSemaphorePermit {
-        let mib = bytes
-            .div_ceil(1 << 20)
-            .clamp(1, u64::from(self.buffer_mib_total)) as u32;
-        match self.buffer_mib.clone().acquire_many_owned(mib).await {
-            Ok(permit) => permit,
-            Err(_) => unreachable!("buffer semaphore closed"),
         }
     }
 
@@ -138,21 +123,5 @@ mod tests {
             took >= std::time::Duration::from_millis(900),
             "64 KiB at 32 KiB/s took {took:?}"
         );
-    }
-
-    #[tokio::test]
-    async fn buffer_budget_bounds_memory() {
-        let limits = Limits::new(&TransferLimits {
-            concurrency: 1,
-            max_bandwidth: None,
-        });
-        let first = limits.buffer(8 << 20).await;
-        // The budget (8 MiB) is used up: a second reservation must wait.
-        let second =
-            tokio::time::timeout(std::time::Duration::from_millis(50), limits.buffer(1)).await;
-        assert!(second.is_err());
-        drop(first);
-        // An oversized part is capped to the whole budget and proceeds alone.
-        let _big = limits.buffer(1 << 30).await;
     }
 }

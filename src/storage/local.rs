@@ -16,14 +16,15 @@ use futures::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
 
 use super::digest::Digest;
+use super::digest::Hasher;
 use super::error::{Error, Result};
 use super::key::ObjectKey;
 use super::limits::Limits;
-use super::transfer::{PartReader, TEMP_MARKER, temp_path_for, write_verified};
+use super::transfer::{PartRange, SourceFile, TEMP_MARKER, temp_path_for, write_verified};
 use super::{ObjectMeta, PendingUpload, PutMode, Store};
 
 /// Bytes copied per read when uploading to a directory.
-const COPY_CHUNK: u64 = 1 << 20;
+const COPY_CHUNK: u64 = super::transfer::READ_CHUNK as u64;
 
 #[derive(Debug)]
 pub struct LocalStore {
@@ -131,23 +132,32 @@ impl Store for LocalStore {
             .map_err(|e| Error::local(&dir, e))?;
         let temp = temp_path_for(&dest);
         let copied = async {
-            let (mut reader, size) = PartReader::open(path).await?;
+            let source = SourceFile::open(path).await?;
             let mut out = tokio::fs::File::create(&temp)
                 .await
                 .map_err(|e| Error::local(&temp, e))?;
             let _slot = self.limits.slot().await;
-            loop {
-                let chunk = reader.next_part(COPY_CHUNK).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                self.limits.bandwidth(chunk.len() as u64).await;
+            // Every byte written is hashed: the digest is of what was stored.
+            let mut hasher = Hasher::new();
+            let mut offset = 0;
+            while offset < source.size() {
+                let len = COPY_CHUNK.min(source.size() - offset);
+                let range = PartRange {
+                    index: 0,
+                    offset,
+                    len,
+                };
+                let chunk = source.read(range).await?;
+                self.limits.bandwidth(len).await;
+                hasher.update(&chunk);
                 out.write_all(&chunk)
                     .await
                     .map_err(|e| Error::local(&temp, e))?;
+                offset += len;
             }
             out.sync_all().await.map_err(|e| Error::local(&temp, e))?;
-            reader.finish(size).await
+            source.check_size(offset).await?;
+            Ok(hasher.finish())
         }
         .await;
         match copied {

@@ -1,16 +1,18 @@
-//! Machinery shared by the backends: part sizing, reading a file in parts
-//! while hashing it, and writing a download to a temporary file that is
-//! renamed into place only when its digest matches.
-
-use std::path::{Path, PathBuf};
+//! Machinery shared by the backends: part sizing, hashing a file part by
+//! part and streaming each part from the file (no part is held in memory;
+//! a retry reads its range again), and writing a download to a temporary
+//! file that is renamed into place only when its digest matches.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::ObjectMeta;
 use super::digest::{Digest, Hasher};
@@ -31,64 +33,236 @@ pub fn part_size_for(size: u64) -> u64 {
     needed.max(MIN_PART_SIZE)
 }
 
-/// Reads a local file part by part, feeding every byte to one [`Hasher`],
-/// so the digest describes exactly the bytes handed out.
-pub struct PartReader {
-    file: tokio::fs::File,
-    path: PathBuf,
-    hasher: Hasher,
-    remaining: u64,
+/// Bytes read per step when a part is hashed, and per body chunk when a
+/// part is sent: what one in-flight request holds of a file (two chunks at
+/// most: one being read, one being written to the socket).
+pub const READ_CHUNK: usize = 256 << 10;
+
+/// One part of a file: where it starts, how long it is, and its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartRange {
+    /// 0-based position of the part in the file.
+    pub index: u32,
+    pub offset: u64,
+    pub len: u64,
 }
 
-impl PartReader {
-    pub async fn open(path: &Path) -> Result<(Self, u64)> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| Error::local(path, e))?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| Error::local(path, e))?
-            .len();
-        let reader = Self {
-            file,
-            path: path.to_path_buf(),
-            hasher: Hasher::new(),
-            remaining: size,
-        };
-        Ok((reader, size))
+/// A part's own checksums, computed while it was hashed: its CRC32C (S3,
+/// GCS) and, when asked for, its MD5 (Azure's `Content-MD5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSums {
+    pub crc32c: u32,
+    pub md5: Option<[u8; 16]>,
+}
+
+impl PartSums {
+    /// The MD5 in the `Content-MD5` form (base64), when computed.
+    pub fn md5_base64(&self) -> Option<String> {
+        use base64::Engine;
+        self.md5
+            .map(|md5| base64::engine::general_purpose::STANDARD.encode(md5))
+    }
+}
+
+/// A local file opened once for an upload and shared by its parts:
+/// every read is positional (`pread`), so parts can be read concurrently
+/// and a retried part reads its own range again instead of being held in
+/// memory (the file is an immutable SSTable).
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    file: Arc<std::fs::File>,
+    path: Arc<PathBuf>,
+    size: u64,
+}
+
+impl SourceFile {
+    pub async fn open(path: &Path) -> Result<Self> {
+        let owned = path.to_path_buf();
+        let (file, size) = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&owned)?;
+            let size = file.metadata()?.len();
+            Ok::<_, std::io::Error>((file, size))
+        })
+        .await
+        .map_err(|e| Error::local(path, std::io::Error::other(e)))?
+        .map_err(|e| Error::local(path, e))?;
+        Ok(Self {
+            file: Arc::new(file),
+            path: Arc::new(path.to_path_buf()),
+            size,
+        })
     }
 
-    /// The next part of at most `len` bytes; empty at the end of the file.
-    pub async fn next_part(&mut self, len: u64) -> Result<Bytes> {
-        let want = len.min(self.remaining) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        self.file
-            .read_exact(&mut buf)
-            .await
-            .map_err(|e| Error::local(&self.path, e))?;
-        self.hasher.update(&buf);
-        self.remaining -= want as u64;
-        Ok(buf.freeze())
+    /// The size when the file was opened.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
-    /// The digest of everything read. Fails if the file grew or shrank
-    /// since it was opened (an SSTable never does; anything else is unsafe
-    /// to back up as is).
-    pub async fn finish(mut self, expected_size: u64) -> Result<Digest> {
-        let mut probe = [0u8; 1];
-        let extra = self
-            .file
-            .read(&mut probe)
-            .await
-            .map_err(|e| Error::local(&self.path, e))?;
-        let digest = self.hasher.finish();
-        if extra != 0 || digest.size != expected_size {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads exactly `len` bytes at `offset` into a fresh buffer, on the
+    /// blocking pool.
+    async fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = BytesMut::zeroed(len);
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf.freeze())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// The bytes of `range`, read from the file chunk by chunk as the
+    /// consumer (the HTTP body) asks for them: at most [`READ_CHUNK`]
+    /// bytes are read ahead. Called again for every attempt of a request.
+    pub fn stream(&self, range: PartRange) -> BoxStream<'static, std::io::Result<Bytes>> {
+        let source = self.clone();
+        futures::stream::try_unfold(
+            (source, range.offset, range.len),
+            |(source, offset, remaining)| async move {
+                if remaining == 0 {
+                    return Ok(None);
+                }
+                let len = remaining.min(READ_CHUNK as u64);
+                let chunk = source.read_at(offset, len as usize).await?;
+                Ok(Some((chunk, (source, offset + len, remaining - len))))
+            },
+        )
+        .boxed()
+    }
+
+    /// Fails unless `read` bytes were read and the file still has the size
+    /// it had when opened (nothing appended, nothing cut).
+    pub async fn check_size(&self, read: u64) -> Result<()> {
+        let file = self.file.clone();
+        let size = self.size;
+        let (extra, now) = tokio::task::spawn_blocking(move || {
+            let mut probe = [0u8; 1];
+            let extra = file.read_at(&mut probe, size)?;
+            Ok::<_, std::io::Error>((extra, file.metadata()?.len()))
+        })
+        .await
+        .map_err(|e| Error::local(self.path(), std::io::Error::other(e)))?
+        .map_err(|e| Error::local(self.path(), e))?;
+        if extra != 0 || now != size || read != size {
             return Err(Error::local(
-                &self.path,
+                self.path(),
                 std::io::Error::other("file changed size while it was being read"),
             ));
         }
+        Ok(())
+    }
+
+    /// The whole of `range` in memory (for a request whose client needs
+    /// the body whole: small objects to GCS).
+    pub async fn read(&self, range: PartRange) -> Result<Bytes> {
+        self.read_at(range.offset, range.len as usize)
+            .await
+            .map_err(|e| Error::local(self.path(), e))
+    }
+}
+
+/// Walks a file part by part, in order, feeding every byte to one
+/// [`Hasher`] (the whole file's digest) and computing each part's own
+/// [`PartSums`], so the checksum a part is sent with is known before its
+/// first byte goes out. Holds one [`READ_CHUNK`] buffer, never a part.
+///
+/// The part is then sent by reading its range again
+/// ([`SourceFile::stream`]), from the page cache it was just read into.
+/// The store verifies each part against the CRC32C computed here, so the
+/// digest [`PartHasher::finish`] returns describes exactly the bytes the
+/// store accepted.
+pub struct PartHasher {
+    source: SourceFile,
+    hasher: Option<Hasher>,
+    buf: Option<Vec<u8>>,
+    offset: u64,
+    index: u32,
+    part_size: u64,
+    md5: bool,
+}
+
+impl PartHasher {
+    /// Parts of `part_size` bytes (the last may be shorter); `md5` adds
+    /// each part's MD5 to its sums.
+    pub fn new(source: &SourceFile, part_size: u64, md5: bool) -> Self {
+        Self {
+            source: source.clone(),
+            hasher: Some(Hasher::new()),
+            buf: Some(Vec::new()),
+            offset: 0,
+            index: 0,
+            part_size: part_size.max(1),
+            md5,
+        }
+    }
+
+    /// Hashes the next part; `None` after the last. A file of 0 bytes has
+    /// one empty part.
+    pub async fn next(&mut self) -> Result<Option<(PartRange, PartSums)>> {
+        let size = self.source.size;
+        if self.offset >= size && !(size == 0 && self.index == 0) {
+            return Ok(None);
+        }
+        let range = PartRange {
+            index: self.index,
+            offset: self.offset,
+            len: self.part_size.min(size - self.offset),
+        };
+        let (Some(mut hasher), Some(mut buf)) = (self.hasher.take(), self.buf.take()) else {
+            return Err(Error::local(
+                self.source.path(),
+                std::io::Error::other("hashing stopped by an earlier failure"),
+            ));
+        };
+        let file = self.source.file.clone();
+        let md5 = self.md5;
+        let (hasher, buf, sums) = tokio::task::spawn_blocking(move || {
+            use md5::Digest as _;
+            buf.resize(READ_CHUNK.min(range.len as usize), 0);
+            let mut crc = 0u32;
+            let mut md5 = md5.then(md5::Md5::new);
+            let mut at = range.offset;
+            let end = range.offset + range.len;
+            while at < end {
+                let want = ((end - at) as usize).min(buf.len());
+                let chunk = &mut buf[..want];
+                file.read_exact_at(chunk, at)?;
+                hasher.update(chunk);
+                crc = crc32c::crc32c_append(crc, chunk);
+                if let Some(md5) = md5.as_mut() {
+                    md5.update(&*chunk);
+                }
+                at += want as u64;
+            }
+            let md5 = md5.map(|m| m.finalize().into());
+            Ok::<_, std::io::Error>((hasher, buf, PartSums { crc32c: crc, md5 }))
+        })
+        .await
+        .map_err(|e| Error::local(self.source.path(), std::io::Error::other(e)))?
+        .map_err(|e| Error::local(self.source.path(), e))?;
+        self.hasher = Some(hasher);
+        self.buf = Some(buf);
+        self.offset += range.len;
+        self.index += 1;
+        Ok(Some((range, sums)))
+    }
+
+    /// The digest of the whole file. Fails if the file grew or shrank
+    /// since it was opened (an SSTable never does; anything else is unsafe
+    /// to back up as is).
+    pub async fn finish(mut self) -> Result<Digest> {
+        let Some(hasher) = self.hasher.take() else {
+            return Err(Error::local(
+                self.source.path(),
+                std::io::Error::other("hashing stopped by an earlier failure"),
+            ));
+        };
+        let digest = hasher.finish();
+        self.source.check_size(digest.size).await?;
         Ok(digest)
     }
 }
