@@ -46,6 +46,63 @@ async fn a_multi_gib_file_round_trips() {
     conformance::round_trip(&open().await.store, (2 << 30) + 1).await;
 }
 
+/// A part whose first attempt fails is sent again from the file: the
+/// proxy fails part 2 of a 3-part upload once (after reading its body) and
+/// records every part's body; the retry must carry exactly that part's
+/// bytes, and the stored object and the returned digest must be the file's.
+#[tokio::test]
+async fn a_failed_part_is_read_again_from_the_file() {
+    let direct = setting("KASSETTE_TEST_S3_ENDPOINT");
+    let bucket = new_bucket(&direct).await;
+    let proxy = common::fault_proxy::FaultProxy::failing_once(&direct, "partNumber", "2").await;
+    let config = config(
+        &proxy.endpoint,
+        &bucket,
+        &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
+    );
+    let store = storage::open(&config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let part = storage::MIN_PART_SIZE;
+    let size = 2 * part + 12_345;
+    let expected = conformance::make_file(&source, size);
+    let file = std::fs::read(&source).unwrap();
+    let key = conformance::key("retried/part");
+
+    let digest = store.put_file(&key, &source).await.unwrap();
+    assert_eq!(digest, expected, "digest returned by put_file");
+
+    let recorded = proxy.recorded();
+    let attempts: Vec<_> = recorded.iter().filter(|r| r.value == "2").collect();
+    assert_eq!(attempts.len(), 2, "part 2: one failed attempt, one retry");
+    assert!(attempts[0].failed && !attempts[1].failed);
+    let range = part as usize..2 * part as usize;
+    for attempt in &attempts {
+        assert!(
+            attempt.body[..] == file[range.clone()],
+            "part 2 attempt (failed: {}) carried other bytes than the file's",
+            attempt.failed
+        );
+    }
+    let mut numbers: Vec<_> = recorded.iter().map(|r| r.value.as_str()).collect();
+    numbers.sort();
+    assert_eq!(numbers, ["1", "2", "2", "3"]);
+
+    // What the store holds, read directly: the file, byte for byte.
+    let direct_config = self::config(
+        &direct,
+        &bucket,
+        &setting("KASSETTE_TEST_S3_CREDENTIALS_FILE"),
+    );
+    let direct_store = storage::open(&direct_config).await.unwrap();
+    let back = dir.path().join("back");
+    direct_store.get_file(&key, &back, &digest).await.unwrap();
+    assert!(
+        std::fs::read(&back).unwrap() == file,
+        "stored object differs from the file"
+    );
+}
+
 #[tokio::test]
 async fn detects_altered_objects() {
     let endpoint = setting("KASSETTE_TEST_S3_ENDPOINT");

@@ -17,6 +17,13 @@
 //! Body faults need a response with a body; for one without (HEAD, PUT), an
 //! error status is injected instead. The proxy counts what it injected by
 //! kind ([`FaultProxy::counts`]) so a test can report and assert on them.
+//!
+//! [`FaultProxy::failing_once`] is the deterministic form: no random
+//! faults; the first request carrying a given query parameter value (e.g.
+//! `partNumber=2`, one part of a multipart upload) has its body read and is
+//! answered `500 InternalError` without being forwarded, and the body of
+//! every request carrying that parameter is recorded, so a test can check
+//! what the retry sent.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,6 +64,21 @@ struct Shared {
     counts: Mutex<BTreeMap<Fault, u64>>,
     requests: Mutex<u64>,
     client: reqwest::Client,
+    /// (parameter, value) of the request to fail once; cleared once failed.
+    fail_once: Mutex<Option<(String, String)>>,
+    /// The parameter whose requests' bodies are recorded.
+    record: Option<String>,
+    recorded: Mutex<Vec<Recorded>>,
+}
+
+/// The body of one request [`FaultProxy::failing_once`] watched.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The watched parameter's value (e.g. the part number).
+    pub value: String,
+    pub body: Bytes,
+    /// Whether the proxy failed this request instead of forwarding it.
+    pub failed: bool,
 }
 
 /// A running proxy; stops when dropped.
@@ -70,7 +92,33 @@ impl FaultProxy {
     /// Starts a proxy to `upstream` (e.g. `http://127.0.0.1:9000`) that
     /// injects a fault into `rate` (0.0–1.0) of requests, decided by `seed`.
     pub async fn start(upstream: &str, rate: f64, seed: u64) -> Self {
+        Self::launch(upstream, rate, seed, None).await
+    }
+
+    /// A proxy with no random faults that answers the first request whose
+    /// query has `param=value` with `500 InternalError` (after reading its
+    /// body, without forwarding it), and records the body of every request
+    /// that has `param` ([`FaultProxy::recorded`]).
+    pub async fn failing_once(upstream: &str, param: &str, value: &str) -> Self {
+        Self::launch(
+            upstream,
+            0.0,
+            0,
+            Some((param.to_string(), value.to_string())),
+        )
+        .await
+    }
+
+    async fn launch(
+        upstream: &str,
+        rate: f64,
+        seed: u64,
+        fail_once: Option<(String, String)>,
+    ) -> Self {
         let shared = Arc::new(Shared {
+            record: fail_once.as_ref().map(|(param, _)| param.clone()),
+            fail_once: Mutex::new(fail_once),
+            recorded: Mutex::new(Vec::new()),
             upstream: upstream.trim_end_matches('/').to_string(),
             rate,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -107,6 +155,12 @@ impl FaultProxy {
             .collect()
     }
 
+    /// Bodies of the requests watched by [`FaultProxy::failing_once`], in
+    /// the order they arrived.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.shared.recorded.lock().unwrap().clone()
+    }
+
     /// Requests seen so far.
     pub fn requests(&self) -> u64 {
         *self.shared.requests.lock().unwrap()
@@ -139,7 +193,45 @@ impl Shared {
     }
 }
 
+/// The value of query parameter `name` in `query`, if present.
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response<Body> {
+    if let Some(param) = &shared.record
+        && let Some(value) = query_param(request.uri().query(), param).map(String::from)
+    {
+        let (parts, body) = request.into_parts();
+        let body = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => body,
+            Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("request body: {e}")),
+        };
+        let fail = {
+            let mut rule = shared.fail_once.lock().unwrap();
+            let hit = rule
+                .as_ref()
+                .is_some_and(|(p, v)| p == param && *v == value);
+            if hit {
+                *rule = None;
+            }
+            hit
+        };
+        shared.recorded.lock().unwrap().push(Recorded {
+            value,
+            body: body.clone(),
+            failed: fail,
+        });
+        if fail {
+            shared.count(Fault::InternalError);
+            return s3_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
+        }
+        return pass_through(&shared, Request::from_parts(parts, Body::from(body))).await;
+    }
     let fault = shared.draw();
     match fault {
         Some(Fault::InternalError) => {
@@ -176,6 +268,19 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Re
             copy_headers(&headers, response.headers_mut());
             response
         }
+    }
+}
+
+/// Forwards `request` as it is and answers with the upstream's response.
+async fn pass_through(shared: &Shared, request: Request<Body>) -> Response<Body> {
+    match forward(shared, request).await {
+        Ok((status, headers, body)) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            copy_headers(&headers, response.headers_mut());
+            response
+        }
+        Err(e) => plain(StatusCode::BAD_GATEWAY, format!("fault proxy: {e}")),
     }
 }
 
