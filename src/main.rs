@@ -9,6 +9,7 @@ use kassette::config::LogConfig;
 use kassette::error::EXIT_USAGE;
 
 fn main() -> ExitCode {
+    kassette::tune_allocator();
     // The AWS SDK, kube and the GCS client all speak rustls; with more than
     // one crypto backend linked, rustls cannot pick one by itself.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -308,8 +308,8 @@ where
         let file = tokio::fs::File::create(&temp)
             .await
             .map_err(|e| Error::local(&temp, e))?;
-        // Network chunks are small; writing them 1 MiB at a time saves
-        // a blocking-pool round trip per chunk.
+        // Network chunks are small (16 KiB and less); writing them
+        // READ_CHUNK at a time saves a blocking-pool round trip per chunk.
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
@@ -343,7 +343,7 @@ where
 }
 
 /// Bytes buffered before each write of a download.
-const WRITE_BUFFER: usize = 1 << 20;
+const WRITE_BUFFER: usize = READ_CHUNK;
 
 /// Turns a page fetcher into a stream of objects, fetching the next page only
 /// when the previous one has been consumed: one page in memory at a time.
