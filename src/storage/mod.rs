@@ -10,14 +10,17 @@
 //! - **Atomic writes.** Nobody ever sees a partial object: an object exists
 //!   with its complete content or not at all (S3 PutObject / multipart
 //!   complete, GCS upload finalisation, local temp file + fsync + rename).
-//! - **Verified transfers.** [`Store::put_file`] reads the file once,
-//!   computing its [`Digest`] in the same pass, and hands the CRC32C to the
-//!   store so that a damaged upload is refused by the store itself.
+//! - **Verified transfers.** [`Store::put_file`] hashes the file part by
+//!   part, computing its [`Digest`] and each part's CRC32C, and hands the
+//!   CRC32C to the store with the part so that a damaged upload is refused
+//!   by the store itself: the digest returned is of the bytes accepted.
 //!   [`Store::get_file`] writes to a temporary name, checks size and
 //!   BLAKE3 against what the caller expects, and renames only on a match;
 //!   a mismatch is [`Error::Corrupt`] naming the object.
-//! - **Bounded memory.** Transfers stream; the only buffers are parts in
-//!   flight, bounded by [`Limits`] (concurrency × part size).
+//! - **Bounded memory.** Transfers stream: a part is sent by reading its
+//!   range from the file as the request body is written (again for a
+//!   retry), never held; what a request in flight holds is a read chunk or
+//!   two, and requests in flight are bounded by [`Limits`].
 //! - **Create-if-absent.** [`PutMode::Create`] succeeds for exactly one of
 //!   several concurrent writers; the others get [`Error::AlreadyExists`].
 //!   [`create`] is the form callers use: a retried create whose first

@@ -432,4 +432,72 @@ mod tests {
             .unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"good");
     }
+
+    #[tokio::test]
+    async fn parts_are_hashed_in_order_and_streamed_from_their_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(READ_CHUNK * 3 + 17))
+            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let source = SourceFile::open(&path).await.unwrap();
+        let part = (READ_CHUNK + 100) as u64;
+        let mut hasher = PartHasher::new(&source, part, true);
+        let mut parts = Vec::new();
+        while let Some(next) = hasher.next().await.unwrap() {
+            parts.push(next);
+        }
+        assert_eq!(parts.len(), 3);
+        for (i, (range, sums)) in parts.iter().enumerate() {
+            let bytes = &data[range.offset as usize..(range.offset + range.len) as usize];
+            assert_eq!(range.index as usize, i);
+            assert_eq!(sums.crc32c, crc32c::crc32c(bytes), "part {i} CRC32C");
+            use md5::Digest as _;
+            let md5: [u8; 16] = md5::Md5::digest(bytes).into();
+            assert_eq!(sums.md5, Some(md5), "part {i} MD5");
+            // Streamed twice (a retry): the same bytes each time.
+            for _ in 0..2 {
+                let chunks: Vec<Bytes> = source.stream(*range).map(|c| c.unwrap()).collect().await;
+                assert!(chunks.iter().all(|c| c.len() <= READ_CHUNK));
+                assert!(chunks.concat() == bytes, "part {i} streamed other bytes");
+            }
+        }
+        assert_eq!(
+            parts.iter().map(|(r, _)| r.len).sum::<u64>(),
+            data.len() as u64
+        );
+        assert_eq!(
+            hasher.finish().await.unwrap(),
+            super::super::digest_of(&data)
+        );
+    }
+
+    use std::io::Write as _;
+
+    #[tokio::test]
+    async fn an_empty_file_is_one_empty_part_and_a_grown_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").unwrap();
+        let source = SourceFile::open(&path).await.unwrap();
+        let mut hasher = PartHasher::new(&source, MIN_PART_SIZE, false);
+        let (range, _) = hasher.next().await.unwrap().unwrap();
+        assert_eq!((range.offset, range.len), (0, 0));
+        assert!(hasher.next().await.unwrap().is_none());
+        assert_eq!(hasher.finish().await.unwrap(), super::super::digest_of(b""));
+
+        std::fs::write(&path, b"abc").unwrap();
+        let source = SourceFile::open(&path).await.unwrap();
+        let mut hasher = PartHasher::new(&source, MIN_PART_SIZE, false);
+        while hasher.next().await.unwrap().is_some() {}
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"d")
+            .unwrap();
+        let err = hasher.finish().await.unwrap_err();
+        assert!(err.to_string().contains("changed size"), "{err}");
+    }
 }
