@@ -42,6 +42,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 const TABLES: [&str; 3] = ["t", "u", "w"];
 /// Rows of each table in the base backup.
 const ROWS: i32 = 40;
+/// The lease TTL of the walk's passes: the datacenter's 3 s (a renewal
+/// bounded by 500 ms) loses leases on a loaded machine; this one still
+/// expires soon after a killed pass.
+const LOCK_TTL: &str = "6s";
 /// The agent killed in agent cells.
 const VICTIM_NODE: usize = 2;
 
@@ -331,8 +335,9 @@ enum Trigger {
     Held(Hold),
     /// A line of the coordinator's log.
     Logged(&'static str),
-    /// A line of any agent's log.
-    AgentLogged(&'static str),
+    /// A new line of any agent's log (their logs span the walk: the
+    /// count of earlier such lines, by agent, when the trigger was armed).
+    AgentLogged(&'static str, Vec<usize>),
     /// The backup's snapshot on some node's disk.
     SnapshotOnDisk(String),
 }
@@ -426,6 +431,7 @@ impl Fixture {
         let mut env: Vec<(&str, &str)> = vec![
             ("KASSETTE_BACKUP_NAME", &name),
             ("KASSETTE_KEYSPACES", &self.ks),
+            ("KASSETTE_LOCK_TTL", LOCK_TTL),
         ];
         if phase == Gc {
             // One more complete backup than kept: the oldest goes.
@@ -488,7 +494,8 @@ impl Fixture {
                 );
             }
         }
-        self.verify_every_complete_backup(&format!("after {victim:?} killed at {phase:?}"))
+        let verified = self
+            .verify_complete_backups(&format!("after {victim:?} killed at {phase:?}"), &[])
             .await;
 
         // The next run.
@@ -564,9 +571,12 @@ impl Fixture {
                 "{victim:?} at GC: the oldest backup survived retention: {complete:?}"
             );
         }
-        self.verify_every_complete_backup(&format!(
-            "after the run following {victim:?} killed at {phase:?}"
-        ))
+        // The ones verified above are unchanged since (a purge only
+        // removes backups): the next run's own is verified now.
+        self.verify_complete_backups(
+            &format!("after the run following {victim:?} killed at {phase:?}"),
+            &verified,
+        )
         .await;
         for node in 1..=common::dc::NODES {
             let left: Vec<String> = common::dc::snapshot_tags(node)
@@ -603,7 +613,16 @@ impl Fixture {
             Snapshot => Trigger::SnapshotOnDisk(name.to_string()),
             Schema => Trigger::Logged("changing the live cluster now"),
             Truncate => Trigger::Logged("truncated keyspace="),
-            Import => Trigger::AgentLogged("imported keyspace="),
+            Import => {
+                let marker = "imported keyspace=";
+                let counts = self
+                    .dc
+                    .agents
+                    .iter()
+                    .map(|a| lines_with(&a.log, marker))
+                    .collect();
+                Trigger::AgentLogged(marker, counts)
+            }
         }
     }
 
@@ -615,11 +634,12 @@ impl Fixture {
             let reached = match trigger {
                 Trigger::Held(hold) => hold.is_held(),
                 Trigger::Logged(marker) => pass.logged(marker),
-                Trigger::AgentLogged(marker) => self
+                Trigger::AgentLogged(marker, earlier) => self
                     .dc
                     .agents
                     .iter()
-                    .any(|a| std::fs::read_to_string(&a.log).is_ok_and(|l| l.contains(marker))),
+                    .zip(earlier)
+                    .any(|(a, earlier)| lines_with(&a.log, marker) > *earlier),
                 Trigger::SnapshotOnDisk(name) => {
                     pass.logged("lease acquired")
                         && (1..=common::dc::NODES).any(|n| {
@@ -678,8 +698,10 @@ impl Fixture {
     /// Runs `command` again until the dead pass's lease no longer refuses
     /// it; it must then succeed.
     async fn rerun(&self, command: &str, env: &[(&str, &str)]) -> String {
+        let mut env = env.to_vec();
+        env.push(("KASSETTE_LOCK_TTL", LOCK_TTL));
         for _ in 0..120 {
-            let out = self.dc.kassette(&[command], env).await;
+            let out = self.dc.kassette(&[command], &env).await;
             let said = text(&out);
             if out.status.code() == Some(1) && said.contains("kassette unlock") {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -757,16 +779,19 @@ impl Fixture {
             .collect()
     }
 
-    async fn verify_every_complete_backup(&self, when: &str) {
+    /// `verify --deep` of every complete backup but those in `skip`;
+    /// returns the complete ones.
+    async fn verify_complete_backups(&self, when: &str, skip: &[String]) -> Vec<String> {
         let complete = self.complete_backups().await;
         assert!(!complete.is_empty(), "{when}: no complete backup at all");
-        for name in &complete {
+        for name in complete.iter().filter(|n| !skip.contains(n)) {
             let out = self
                 .dc
                 .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", name)])
                 .await;
             assert_success(&out, &format!("{when}: verify --deep {name}"));
         }
+        complete
     }
 
     fn staging_areas(&self, node: usize) -> Vec<String> {
@@ -779,6 +804,15 @@ impl Fixture {
             })
             .unwrap_or_default()
     }
+}
+
+/// How many lines of the file at `path` contain `marker`.
+fn lines_with(path: &std::path::Path, marker: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(marker))
+        .count()
 }
 
 fn release(trigger: &Trigger) {
