@@ -42,10 +42,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 const TABLES: [&str; 3] = ["t", "u", "w"];
 /// Rows of each table in the base backup.
 const ROWS: i32 = 40;
-/// The lease TTL of the walk's passes: the datacenter's 3 s (a renewal
-/// bounded by 500 ms) loses leases on a loaded machine; this one still
-/// expires soon after a killed pass.
-const LOCK_TTL: &str = "6s";
 /// The agent killed in agent cells.
 const VICTIM_NODE: usize = 2;
 
@@ -431,7 +427,6 @@ impl Fixture {
         let mut env: Vec<(&str, &str)> = vec![
             ("KASSETTE_BACKUP_NAME", &name),
             ("KASSETTE_KEYSPACES", &self.ks),
-            ("KASSETTE_LOCK_TTL", LOCK_TTL),
         ];
         if phase == Gc {
             // One more complete backup than kept: the oldest goes.
@@ -698,10 +693,8 @@ impl Fixture {
     /// Runs `command` again until the dead pass's lease no longer refuses
     /// it; it must then succeed.
     async fn rerun(&self, command: &str, env: &[(&str, &str)]) -> String {
-        let mut env = env.to_vec();
-        env.push(("KASSETTE_LOCK_TTL", LOCK_TTL));
         for _ in 0..120 {
-            let out = self.dc.kassette(&[command], &env).await;
+            let out = self.dc.kassette(&[command], env).await;
             let said = text(&out);
             if out.status.code() == Some(1) && said.contains("kassette unlock") {
                 tokio::time::sleep(Duration::from_millis(500)).await;
