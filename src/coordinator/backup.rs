@@ -188,6 +188,7 @@ async fn pass(
     let result = match committed {
         Ok((manifest, read_bytes)) => with_lease(&lease, pass.finish(manifest, read_bytes))
             .await
+            .map_err(|err| after_commit(name, err))
             .map(|(manifest, read_bytes, purge)| BackupOutcome {
                 manifest,
                 read_bytes,
@@ -198,6 +199,17 @@ async fn pass(
     };
     release_lease(lease).await;
     result
+}
+
+/// A failure after the commit (of the index update, retention, or the
+/// clean-up of unfinished uploads): the backup is complete whatever
+/// happened, and the message says so — a killed or failing store during
+/// retention used to fail the pass with the storage error alone, which
+/// reads as a failed backup.
+fn after_commit(name: &str, err: PassError) -> PassError {
+    PassError::Failed(format!(
+        "{err}. Backup {name} is complete (its manifest was committed); what did not finish is the index update or retention after it, which the next backup or `kassette purge` finishes"
+    ))
 }
 
 /// The default backup name: the pass's UTC start time, usable as a key
@@ -549,6 +561,17 @@ fn skew_ms(taken: &[SnapshotTaken]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_after_the_commit_says_the_backup_is_complete() {
+        let err = after_commit(
+            "nightly",
+            PassError::Failed("storage: connection refused".into()),
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("storage: connection refused. "), "{text}");
+        assert!(text.contains("Backup nightly is complete"), "{text}");
+    }
 
     #[test]
     fn default_names_are_valid_backup_names_and_tags() {

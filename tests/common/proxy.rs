@@ -5,7 +5,9 @@
 //! forwarding it, delays its response after, or performs it and then
 //! "loses" the response (answers 500, as a dropped connection would look to
 //! a client that retries). Random delays on concurrent requests reorder
-//! their responses.
+//! their responses. A [`Hold`] stops the first request it matches until
+//! the test releases it, so a test can act (kill a process) while a pass
+//! is known to be at that request; the held request is then dropped.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +36,11 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or_default()
+    }
+
     /// Whether this is a create-if-absent PUT.
     pub fn is_conditional_put(&self) -> bool {
         self.method == "PUT" && self.headers.contains_key("if-none-match")
@@ -46,7 +53,41 @@ struct Shared {
     upstream: String,
     client: reqwest::Client,
     rules: Mutex<Vec<Rule>>,
+    holds: Mutex<Vec<Hold>>,
     log: Mutex<Vec<Seen>>,
+}
+
+type Matcher = Box<dyn Fn(&Seen) -> bool + Send + Sync>;
+
+/// Stops the first request it matches: the request is not forwarded until
+/// [`Hold::release`], and then it is dropped (answered `502`, as if the
+/// server had died before receiving it; a client still alive retries, and
+/// its retry goes through).
+#[derive(Clone)]
+pub struct Hold {
+    matches: Arc<Matcher>,
+    taken: Arc<std::sync::atomic::AtomicBool>,
+    held: Arc<tokio::sync::watch::Sender<Option<Seen>>>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Hold {
+    /// Waits until a request is held; returns it.
+    pub async fn held(&self) -> Seen {
+        let mut rx = self.held.subscribe();
+        let seen = rx.wait_for(Option::is_some).await.expect("hold alive");
+        seen.clone().expect("held")
+    }
+
+    /// Whether a request is held (or was).
+    pub fn is_held(&self) -> bool {
+        self.held.borrow().is_some()
+    }
+
+    /// Lets the held request (and any later) go: it is dropped.
+    pub fn release(&self) {
+        self.released.send_replace(true);
+    }
 }
 
 /// A running proxy; stops with the test's runtime.
@@ -65,6 +106,7 @@ impl StorageProxy {
                 .build()
                 .expect("proxy HTTP client"),
             rules: Mutex::new(Vec::new()),
+            holds: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -85,6 +127,19 @@ impl StorageProxy {
     /// the first time").
     pub fn rule(&self, rule: impl FnMut(&Seen) -> Option<Action> + Send + 'static) {
         self.shared.rules.lock().unwrap().push(Box::new(rule));
+    }
+
+    /// Holds the first request `matches` accepts from now on (see
+    /// [`Hold`]); other requests pass as usual.
+    pub fn hold(&self, matches: impl Fn(&Seen) -> bool + Send + Sync + 'static) -> Hold {
+        let hold = Hold {
+            matches: Arc::new(Box::new(matches)),
+            taken: Arc::default(),
+            held: Arc::new(tokio::sync::watch::Sender::new(None)),
+            released: Arc::new(tokio::sync::watch::Sender::new(false)),
+        };
+        self.shared.holds.lock().unwrap().push(hold.clone());
+        hold
     }
 
     /// Every request seen so far.
@@ -111,6 +166,22 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         headers: parts.headers.clone(),
     };
     shared.log.lock().unwrap().push(seen.clone());
+    let hold = {
+        let mut holds = shared.holds.lock().unwrap();
+        holds.retain(|h| !h.taken.load(std::sync::atomic::Ordering::SeqCst));
+        holds
+            .iter()
+            .find(|h| {
+                (h.matches)(&seen) && !h.taken.swap(true, std::sync::atomic::Ordering::SeqCst)
+            })
+            .cloned()
+    };
+    if let Some(hold) = hold {
+        let mut released = hold.released.subscribe();
+        hold.held.send_replace(Some(seen.clone()));
+        let _ = released.wait_for(|r| *r).await;
+        return status(StatusCode::BAD_GATEWAY);
+    }
     let action = {
         let mut rules = shared.rules.lock().unwrap();
         rules.iter_mut().find_map(|rule| rule(&seen))
