@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test test-dr bench fuzz env env-down env-clean env-status build image check lint fmt
+.PHONY: demo test test-dr bench bench-quick fuzz env env-down env-clean env-status build image check lint fmt
 
 ## demo: the main job end to end on local defaults (cluster, storage, backup, restore)
 demo: build
@@ -25,9 +25,15 @@ test-dr:
 fuzz:
 	scripts/fuzz.sh
 
-## bench: side-by-side benchmark tables (storage: kassette vs a raw S3 client)
+## bench: side-by-side benchmark tables — kassette vs a raw S3 client vs
+## Medusa 0.31: throughput, CPU-s (per GiB), peak RSS, storage requests;
+## Markdown + JSON in .run/bench/ (docs/benchmarks.md; ~20–30 min on 2 cores)
 bench:
 	scripts/bench.sh
+
+## bench-quick: the same sections on small data, 2 rounds, no Azure (a few minutes)
+bench-quick:
+	KASSETTE_BENCH_QUICK=1 scripts/bench.sh
 
 ## env: install and start the local test environment (idempotent)
 env:

@@ -19,7 +19,7 @@
 # A second, separate cluster (the disaster-recovery tests start one beside
 # the shared one, never touching it) takes these knobs, all unset for the
 # shared cluster: KASSETTE_CASSANDRA_OFFSET (node i is 127.0.0.<i+offset>,
-# JMX 7<i+offset>99; no Jolokia when set), KASSETTE_CASSANDRA_DIR (its run
+# JMX 7<i+offset>99, Jolokia 127.0.0.<i+offset>:8778), KASSETTE_CASSANDRA_DIR (its run
 # directory, default $KASSETTE_RUN/cassandra), KASSETTE_CASSANDRA_ENV_FILE
 # (default $KASSETTE_RUN/cassandra.env), KASSETTE_CASSANDRA_CLUSTER_NAME
 # (kassette-test), KASSETTE_CASSANDRA_DC (dc1), KASSETTE_CASSANDRA_RACK_PREFIX
@@ -34,9 +34,12 @@
 # generated per node under $KASSETTE_RUN/cassandra/node<i>/.
 #
 # Node i: listen/CQL address 127.0.0.i (storage 7000, CQL 9042), JMX on
-# 127.0.0.1:7<i>99 (local-only, no auth), dc1/rack<i>. Node 1 is the seed and
-# also carries the Jolokia agent on 127.0.0.1:8778. Node 3 has two data
-# directories (JBOD) so that multi-directory layouts are covered.
+# 127.0.0.1:7<i>99 (local-only, no auth), dc1/rack<i>. Node 1 is the seed.
+# Every node carries the Jolokia JVM agent on its own address,
+# 127.0.0.i:8778 (JMX over HTTP: one kept connection per agent instead of a
+# nodetool JVM per call; KASSETTE_TEST_JOLOKIA_URL_<i> in the env file,
+# KASSETTE_TEST_JOLOKIA_URL is node 1's). Node 3 has two data directories
+# (JBOD) so that multi-directory layouts are covered.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -65,6 +68,7 @@ START_TIMEOUT="${KASSETTE_CASSANDRA_START_TIMEOUT:-300}"
 node_ip() { echo "127.0.0.$(($1 + OFFSET))"; }
 node_jmx() { echo $((7099 + 100 * ($1 + OFFSET))); }   # 7199, 7299, 7399
 node_dir() { echo "$C_RUN/node$1"; }
+jolokia_url() { echo "http://$(node_ip "$1"):$JOLOKIA_PORT/jolokia"; }
 node_data_dirs() {                            # space-separated
   local d; d="$(node_dir "$1")"
   if [ "$1" -eq 3 ]; then echo "$d/data1 $d/data2"; else echo "$d/data"; fi
@@ -328,11 +332,10 @@ start_node() {
   d="$(node_dir "$i")"; conf="$d/conf"; jmx="$(node_jmx "$i")"
   jamm=("$C_LIB"/jamm-*.jar)   # jamm as agent: exact on-heap memtable sizing
   read -ra user_opts <<<"${KASSETTE_CASSANDRA_JVM_OPTS:-}"
-  if [ "$i" -eq 1 ] && [ "$OFFSET" -eq 0 ]; then
-    # Jolokia (JMX over HTTP) for tests that drive Cassandra without a JVM.
-    # discoveryEnabled=false: no multicast discovery traffic off loopback.
-    extra+=("-javaagent:$C_AGENT=host=127.0.0.1,port=$JOLOKIA_PORT,discoveryEnabled=false")
-  fi
+  # Jolokia (JMX over HTTP) on the node's own address: the agents drive
+  # their node through it without starting a JVM per call.
+  # discoveryEnabled=false: no multicast discovery traffic off loopback.
+  extra+=("-javaagent:$C_AGENT=host=$(node_ip "$i"),port=$JOLOKIA_PORT,discoveryEnabled=false")
   # Fast start for a throwaway cluster: no gossip-settle wait (it would add
   # ~10 s per node); auto_bootstrap is off, so ring_delay only bounds how long
   # nodes 2/3 wait for the seed's first gossip reply: kept at the default
@@ -376,6 +379,17 @@ start_node() {
   log "node$i: started pid $(cat "$d/cassandra.pid") ($(node_ip "$i"), jmx $jmx)"
 }
 
+# ensure_jolokia I — a running node started before every node carried
+# Jolokia gets it attached now (the agent jar's launcher uses the JVM attach
+# API; nothing restarts).
+ensure_jolokia() {
+  local i="$1" pid
+  curl -fs -m 5 -o /dev/null "$(jolokia_url "$i")/version" && return 0
+  pid="$(cat "$(node_dir "$i")/cassandra.pid")"
+  java -jar "$C_AGENT" --host "$(node_ip "$i")" --port "$JOLOKIA_PORT" --discoveryEnabled false \
+    --startTimeout 10000 --quiet start "$pid" || log "node$i: could not attach Jolokia (nodetool still works)"
+}
+
 write_env() {
   local n="$1" i nodes=() f="$C_ENV"
   for ((i = 1; i <= n; i++)); do nodes+=("$(node_ip "$i")"); done
@@ -389,11 +403,12 @@ write_env() {
     echo "export KASSETTE_TEST_CASSANDRA_CQL_PORT=9042"
     echo "export KASSETTE_TEST_CASSANDRA_HOME=$C_HOME"
     echo "export KASSETTE_TEST_NODETOOL=$KASSETTE_REPO/scripts/nodetool"
-    echo "export KASSETTE_TEST_JOLOKIA_URL=http://127.0.0.1:$JOLOKIA_PORT/jolokia"
+    echo "export KASSETTE_TEST_JOLOKIA_URL=$(jolokia_url 1)"
     for ((i = 1; i <= n; i++)); do
       echo "export KASSETTE_TEST_CASSANDRA_JMX_$i=127.0.0.1:$(node_jmx "$i")"
       echo "export KASSETTE_TEST_CASSANDRA_DIR_$i=$(node_dir "$i")"
       echo "export KASSETTE_TEST_CASSANDRA_DATA_$i=$(node_data_dirs "$i" | tr ' ' ':')"
+      echo "export KASSETTE_TEST_JOLOKIA_URL_$i=$(jolokia_url "$i")"
     done
   } >"$f.tmp"
   mv "$f.tmp" "$f"
@@ -416,6 +431,7 @@ cmd_start() {
   echo "$n" >"$C_RUN/nodes"
 
   if cluster_healthy "$n"; then
+    for ((i = 1; i <= n; i++)); do ensure_jolokia "$i"; done
     write_env "$n"
     log "cassandra: $n-node cluster already up"
     return 0
