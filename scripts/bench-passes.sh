@@ -98,13 +98,19 @@ delete_prefix() {
 # buckets.
 cleanup() {
   scripts/agents.sh stop "$root"
-  "$rows" drop "$cql" "$ks" >/dev/null 2>&1 || true
-  local n tag
-  for n in "${NODES[@]}"; do
-    for tag in $(snapshot_tags_of "$n"); do
-      clear_snapshot "$n" "$tag" "$ks"
+  local n tag d data_var
+  if "$rows" drop "$cql" "$ks" >/dev/null 2>&1; then
+    # The keyspace is gone from the schema: what is left on disk is its
+    # snapshots (the one DROP takes included).
+    for n in "${NODES[@]}"; do
+      data_var="KASSETTE_TEST_CASSANDRA_DATA_$n"
+      for d in ${!data_var//:/ }; do rm -rf "${d:?}/$ks"; done
     done
-  done
+  else
+    for n in "${NODES[@]}"; do
+      for tag in $(snapshot_tags_of "$n"); do clear_snapshot "$n" "$tag" "$ks"; done
+    done
+  fi
   for p in "${prefixes[@]}"; do delete_prefix "$bucket" "$p"; done
   # Medusa's layout: <fqdn>/<backup>/… and index/.
   for n in "${MEDUSA_NODES[@]}"; do delete_prefix "$bucket-medusa" "127.0.0.$n"; done

@@ -1,6 +1,10 @@
-//! Node-local Cassandra work against the real cluster: nodetool control,
-//! the snapshot inventory on the JBOD node (secondary index included), and
-//! the digest cache reading an unchanged snapshot zero times.
+//! Node-local Cassandra work against the real cluster: every control
+//! operation the agent performs (snapshot, clear, clear in one keyspace,
+//! import, repair) through nodetool, Jolokia (the real agent in the real
+//! node) and the Management API (a test double carrying the requests out
+//! on a real node); the snapshot inventory on the JBOD node (secondary
+//! index included), and the digest cache reading an unchanged snapshot zero
+//! times.
 
 mod common;
 
@@ -17,6 +21,17 @@ const JBOD_NODE: usize = 3;
 
 fn nodetool(node: usize) -> Nodetool {
     Nodetool::new(&format!("{} -n {node}", setting("KASSETTE_TEST_NODETOOL")))
+}
+
+/// Node `node`'s Jolokia: `KASSETTE_TEST_JOLOKIA_URL_<node>` (node 1's is
+/// `KASSETTE_TEST_JOLOKIA_URL`, from before every node carried one).
+fn jolokia(node: usize) -> Control {
+    let url = if node == 1 {
+        setting("KASSETTE_TEST_JOLOKIA_URL")
+    } else {
+        setting(&format!("KASSETTE_TEST_JOLOKIA_URL_{node}"))
+    };
+    Control::Jolokia(Jolokia::new(url::Url::parse(&url).unwrap()).unwrap())
 }
 
 fn data_dirs(node: usize) -> Vec<PathBuf> {
@@ -248,4 +263,135 @@ async fn nodetool_import_loads_staged_sstables() {
 async fn jolokia_import_loads_staged_sstables() {
     let url = url::Url::parse(&setting("KASSETTE_TEST_JOLOKIA_URL")).unwrap();
     import_through(&Control::Jolokia(Jolokia::new(url).unwrap())).await;
+}
+
+/// Two keyspaces snapshotted under one tag (as Cassandra's
+/// `truncated-<millis>-<table>` tags can be); clearing the tag in one
+/// keyspace through `control` leaves the other's snapshot in place.
+async fn clear_in_one_keyspace_through(control: &Control, node: usize) {
+    let session = common::cql_cluster().await;
+    let (a, b) = (
+        common::create_keyspace(&session, "clr_a_").await,
+        common::create_keyspace(&session, "clr_b_").await,
+    );
+    common::create_table_t(&session, &a, 10).await;
+    common::create_table_t(&session, &b, 10).await;
+    let tag = unique("kassette-clr-");
+    control
+        .snapshot(&tag, &[a.clone(), b.clone()])
+        .await
+        .expect("snapshot");
+    let keyspaces_with = |tag: &str| {
+        let mut found: Vec<String> = inventory(&data_dirs(node), tag)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.keyspace)
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    assert_eq!(keyspaces_with(&tag), [a.clone(), b.clone()]);
+    control
+        .clear_snapshot_in(&tag, &a)
+        .await
+        .expect("clear in one keyspace");
+    assert_eq!(keyspaces_with(&tag), [b.clone()], "{control:?}");
+    control.clear_snapshot(&tag).await.expect("clear");
+    assert!(keyspaces_with(&tag).is_empty());
+    for ks in [a, b] {
+        session
+            .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn nodetool_clears_a_tag_in_one_keyspace_only() {
+    clear_in_one_keyspace_through(&Control::Nodetool(nodetool(2)), 2).await;
+}
+
+#[tokio::test]
+async fn jolokia_clears_a_tag_in_one_keyspace_only() {
+    clear_in_one_keyspace_through(&jolokia(2), 2).await;
+}
+
+#[tokio::test]
+async fn management_api_clears_a_tag_in_one_keyspace_only() {
+    use common::fake_management_api::{Call, FakeManagementApi};
+    let fake = FakeManagementApi::start(3).await;
+    let control =
+        Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()).unwrap());
+    clear_in_one_keyspace_through(&control, 3).await;
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| matches!(c, Call::ClearSnapshot { keyspaces: Some(_), .. })),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+/// A full repair of one table through `control`; a keyspace that does not
+/// exist is an error naming the operation.
+async fn repair_through(control: &Control) {
+    let session = common::cql_cluster().await;
+    let ks = common::create_keyspace(&session, "rep_").await;
+    common::create_table_t(&session, &ks, 20).await;
+    control
+        .repair(&ks, &["t".to_string()])
+        .await
+        .expect("repair");
+    let err = control
+        .repair("no_such_keyspace", &["t".to_string()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Refused { .. } | ControlError::Failed { .. }), "{err}");
+    assert!(err.to_string().contains("no_such_keyspace"), "{err}");
+    session
+        .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn jolokia_repairs_on_the_real_node() {
+    repair_through(&jolokia(3)).await;
+}
+
+#[tokio::test]
+async fn management_api_repair_is_a_full_repair_job_waited_for() {
+    use common::fake_management_api::{Call, FakeManagementApi};
+    let fake = FakeManagementApi::start(1).await;
+    let control =
+        Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()).unwrap());
+    repair_through(&control).await;
+    assert!(
+        matches!(&fake.calls()[..], [Call::Repair { tables, full: true, .. }, ..] if tables == &["t"]),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+#[tokio::test]
+async fn each_node_is_driven_through_its_own_jolokia() {
+    let control = jolokia(2);
+    let session = common::cql_cluster().await;
+    let ks = common::create_keyspace(&session, "own_").await;
+    common::create_table_t(&session, &ks, 20).await;
+    let tag = unique("kassette-own-");
+    control
+        .snapshot(&tag, std::slice::from_ref(&ks))
+        .await
+        .expect("snapshot through node 2's Jolokia");
+    let on = |node| inventory(&data_dirs(node), &tag).unwrap();
+    assert!(on(2).iter().any(|f| f.keyspace == ks && f.path.ends_with("-Data.db")));
+    assert!(on(1).is_empty(), "node 1 took the snapshot: {:?}", on(1));
+    control.clear_snapshot(&tag).await.unwrap();
+    assert!(on(2).is_empty());
+    session
+        .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
+        .await
+        .unwrap();
 }

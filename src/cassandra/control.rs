@@ -1,8 +1,11 @@
-//! Driving the local Cassandra node: snapshot (which flushes first) and
-//! clear, through one of three doors — the `nodetool` command, Jolokia
-//! (HTTP to the JMX bridge), or the Management API for Apache Cassandra
-//! (the HTTP sidecar of cass-operator pods). [`Control`] is the one type the
-//! agent holds; each method means the same whatever the door.
+//! Driving the local Cassandra node: snapshot (which flushes first),
+//! clear, import and repair, through one of three doors — the `nodetool`
+//! command (a JVM per call: about 2 CPU-seconds each), Jolokia (HTTP to the
+//! JMX bridge, one kept connection), or the Management API for Apache
+//! Cassandra (the HTTP sidecar of cass-operator pods, one kept connection).
+//! [`Control`] is the one type the agent holds; each method means the same
+//! whatever the door, and the HTTP doors keep one `reqwest` client (its
+//! connection pool) for the agent's lifetime.
 
 use std::time::Duration;
 
@@ -69,15 +72,14 @@ impl Control {
 
     /// A full repair of the primary ranges of this node for `tables` of
     /// `keyspace`, waited for: after it every replica of those ranges has
-    /// every row any of them had.
+    /// every row any of them had. (The Management API has no primary-range
+    /// option: it repairs every range the node replicates, which is the
+    /// same result with more work.)
     pub async fn repair(&self, keyspace: &str, tables: &[String]) -> Result<(), ControlError> {
         match self {
             Control::Nodetool(n) => n.repair(keyspace, tables).await,
             Control::Jolokia(j) => j.repair(keyspace, tables).await,
-            Control::ManagementApi(_) => Err(ControlError::Refused {
-                operation: format!("repair {keyspace}"),
-                message: "repair through the Management API is not supported yet; run `nodetool repair -full -pr` on each node".into(),
-            }),
+            Control::ManagementApi(m) => m.repair(keyspace, tables).await,
         }
     }
 
@@ -327,13 +329,85 @@ impl ManagementApi {
         self.send(self.http.delete(url), "clear snapshot").await
     }
 
-    /// `DELETE /api/v0/ops/node/snapshots?snapshotNames=<tag>&keyspace=<ks>`.
+    /// `DELETE /api/v0/ops/node/snapshots?snapshotNames=<tag>&keyspaces=<ks>`
+    /// (the parameter is `keyspaces`: a server ignores any other name and
+    /// would clear the tag in every keyspace).
     pub async fn clear_snapshot_in(&self, tag: &str, keyspace: &str) -> Result<(), ControlError> {
         let mut url = self.endpoint("/api/v0/ops/node/snapshots")?;
         url.query_pairs_mut()
             .append_pair("snapshotNames", tag)
-            .append_pair("keyspace", keyspace);
+            .append_pair("keyspaces", keyspace);
         self.send(self.http.delete(url), "clear snapshot").await
+    }
+
+    /// `POST /api/v1/ops/node/repair` (a full repair of `tables`, answered
+    /// 202 with a job id), then `GET /api/v0/ops/executor/job?job_id=<id>`
+    /// until the job is `COMPLETED` (or `ERROR`).
+    pub async fn repair(&self, keyspace: &str, tables: &[String]) -> Result<(), ControlError> {
+        let operation = format!("Management API repair of {keyspace}");
+        let refused = |message: String| ControlError::Refused {
+            operation: operation.clone(),
+            message,
+        };
+        let url = self.endpoint("/api/v1/ops/node/repair")?;
+        let body = json!({"keyspace": keyspace, "tables": tables, "full_repair": true});
+        let response = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| http_error(&operation, &e))?;
+        let status = response.status();
+        let answer = crate::http::read_capped(response, 64 << 10)
+            .await
+            .map_err(&refused)?;
+        let answer = String::from_utf8_lossy(&answer).trim().to_string();
+        if !status.is_success() {
+            return Err(refused(format!("{status}: {answer}")));
+        }
+        // The job id is the plain-text body (a JSON string from some
+        // versions: the quotes are not part of it).
+        let job = answer.trim_matches('"').to_string();
+        if job.is_empty() {
+            return Err(refused(format!("{status} without a job id")));
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut url = self.endpoint("/api/v0/ops/executor/job")?;
+            url.query_pairs_mut().append_pair("job_id", &job);
+            let response = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| http_error(&operation, &e))?;
+            let status = response.status();
+            let bytes = crate::http::read_capped(response, MAX_ANSWER_BYTES)
+                .await
+                .map_err(&refused)?;
+            if !status.is_success() {
+                return Err(refused(format!(
+                    "job {job}: {status}: {}",
+                    String::from_utf8_lossy(&bytes).trim()
+                )));
+            }
+            let state: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| refused(format!("job {job}: answer is not JSON: {e}")))?;
+            match state.get("status").and_then(serde_json::Value::as_str) {
+                Some("COMPLETED") => return Ok(()),
+                Some("ERROR") => {
+                    return Err(refused(format!(
+                        "job {job} failed: {}",
+                        state
+                            .get("error")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("no error message")
+                    )));
+                }
+                _ => continue,
+            }
+        }
     }
 
     /// `POST /api/v0/ops/keyspace/refresh?keyspaceName=<ks>&table=<t>`:

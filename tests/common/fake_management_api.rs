@@ -27,13 +27,37 @@ pub struct TakeSnapshotRequest {
     pub skip_flush: Option<bool>,
 }
 
+/// The query of `DELETE /api/v0/ops/node/snapshots`; any other name is
+/// refused (a real server ignores it, which would widen the clear).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClearQuery {
     #[serde(rename = "snapshotNames")]
     pub snapshot_names: Option<String>,
+    pub keyspaces: Option<String>,
+}
+
+/// `RepairRequest` of the openapi document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    pub keyspace: String,
+    pub tables: Option<Vec<String>>,
+    pub full_repair: Option<bool>,
+    pub associated_tokens: Option<serde_json::Value>,
+    pub datacenters: Option<Vec<String>>,
+    pub repair_parallelism: Option<String>,
+    pub repair_thread_count: Option<i32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshQuery {
     #[serde(rename = "keyspaceName")]
     pub keyspace_name: Option<String>,
@@ -49,6 +73,12 @@ pub enum Call {
     },
     ClearSnapshot {
         name: String,
+        keyspaces: Option<String>,
+    },
+    Repair {
+        keyspace: String,
+        tables: Vec<String>,
+        full: bool,
     },
     Refresh {
         keyspace: String,
@@ -60,6 +90,8 @@ pub enum Call {
 struct Fake {
     node: usize,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// Repair jobs by id: `None` while running, then the error if any.
+    jobs: Arc<Mutex<std::collections::HashMap<String, Option<Result<(), String>>>>>,
 }
 
 /// A running fake for test node `node`.
@@ -80,6 +112,7 @@ impl FakeManagementApi {
         let fake = Fake {
             node,
             calls: calls.clone(),
+            jobs: Arc::default(),
         };
         let app = Router::new()
             .route(
@@ -87,6 +120,11 @@ impl FakeManagementApi {
                 post(take_snapshot).delete(clear_snapshots),
             )
             .route("/api/v0/ops/keyspace/refresh", post(refresh))
+            .route("/api/v1/ops/node/repair", post(repair))
+            .route(
+                "/api/v0/ops/executor/job",
+                axum::routing::get(job_status),
+            )
             .with_state(fake);
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -157,18 +195,86 @@ async fn clear_snapshots(
     Query(query): Query<ClearQuery>,
 ) -> Result<&'static str, (StatusCode, String)> {
     let name = query.snapshot_names.unwrap_or_default();
-    fake.calls
-        .lock()
-        .unwrap()
-        .push(Call::ClearSnapshot { name: name.clone() });
+    fake.calls.lock().unwrap().push(Call::ClearSnapshot {
+        name: name.clone(),
+        keyspaces: query.keyspaces.clone(),
+    });
     let mut args = vec!["clearsnapshot".to_string()];
     if name.is_empty() {
         args.push("--all".into());
     } else {
         args.extend(["-t".to_string(), name]);
     }
+    if let Some(keyspaces) = query.keyspaces {
+        args.push("--".into());
+        args.extend(keyspaces.split(',').map(String::from));
+    }
     nodetool(fake.node, args).await?;
     Ok("OK")
+}
+
+/// `POST /api/v1/ops/node/repair`: 202 with the job id as plain text; the
+/// repair (`nodetool repair`, `-full` when asked) runs in the background.
+async fn repair(
+    State(fake): State<Fake>,
+    Json(request): Json<RepairRequest>,
+) -> Result<(StatusCode, String), (StatusCode, String)> {
+    if request.keyspace.is_empty() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "keyspaceName must be specified".into(),
+        ));
+    }
+    let tables = request.tables.clone().unwrap_or_default();
+    let full = request.full_repair.unwrap_or(false);
+    fake.calls.lock().unwrap().push(Call::Repair {
+        keyspace: request.keyspace.clone(),
+        tables: tables.clone(),
+        full,
+    });
+    let id = format!("repair-{}", fake.jobs.lock().unwrap().len() + 1);
+    fake.jobs.lock().unwrap().insert(id.clone(), None);
+    let mut args = vec!["repair".to_string()];
+    if full {
+        args.push("-full".into());
+    }
+    args.push(request.keyspace);
+    args.extend(tables);
+    let (jobs, job, node) = (fake.jobs.clone(), id.clone(), fake.node);
+    tokio::spawn(async move {
+        let outcome = nodetool(node, args).await.map_err(|(_, message)| message);
+        jobs.lock().unwrap().insert(job, Some(outcome));
+    });
+    Ok((StatusCode::ACCEPTED, id))
+}
+
+/// `GET /api/v0/ops/executor/job?job_id=…`: a `Job` (status `WAITING`,
+/// `COMPLETED` or `ERROR` with its `error`), 404 for an unknown id.
+async fn job_status(
+    State(fake): State<Fake>,
+    Query(query): Query<JobQuery>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let jobs = fake.jobs.lock().unwrap();
+    match jobs.get(&query.job_id) {
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"id": query.job_id})),
+        ),
+        Some(None) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"id": query.job_id, "type": "repair", "status": "WAITING"})),
+        ),
+        Some(Some(Ok(()))) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"id": query.job_id, "type": "repair", "status": "COMPLETED"})),
+        ),
+        Some(Some(Err(error))) => (
+            StatusCode::OK,
+            Json(
+                serde_json::json!({"id": query.job_id, "type": "repair", "status": "ERROR", "error": error}),
+            ),
+        ),
+    }
 }
 
 async fn refresh(
