@@ -325,9 +325,13 @@ async fn management_api_clears_a_tag_in_one_keyspace_only() {
         Control::ManagementApi(ManagementApi::new(url::Url::parse(&fake.url).unwrap()).unwrap());
     clear_in_one_keyspace_through(&control, 3).await;
     assert!(
-        fake.calls()
-            .iter()
-            .any(|c| matches!(c, Call::ClearSnapshot { keyspaces: Some(_), .. })),
+        fake.calls().iter().any(|c| matches!(
+            c,
+            Call::ClearSnapshot {
+                keyspaces: Some(_),
+                ..
+            }
+        )),
         "{:?}",
         fake.calls()
     );
@@ -347,7 +351,13 @@ async fn repair_through(control: &Control) {
         .repair("no_such_keyspace", &["t".to_string()])
         .await
         .unwrap_err();
-    assert!(matches!(err, ControlError::Refused { .. } | ControlError::Failed { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ControlError::Refused { .. } | ControlError::Failed { .. }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("no_such_keyspace"), "{err}");
     session
         .query_unpaged(format!("DROP KEYSPACE {ks}"), ())
@@ -386,7 +396,11 @@ async fn each_node_is_driven_through_its_own_jolokia() {
         .await
         .expect("snapshot through node 2's Jolokia");
     let on = |node| inventory(&data_dirs(node), &tag).unwrap();
-    assert!(on(2).iter().any(|f| f.keyspace == ks && f.path.ends_with("-Data.db")));
+    assert!(
+        on(2)
+            .iter()
+            .any(|f| f.keyspace == ks && f.path.ends_with("-Data.db"))
+    );
     assert!(on(1).is_empty(), "node 1 took the snapshot: {:?}", on(1));
     control.clear_snapshot(&tag).await.unwrap();
     assert!(on(2).is_empty());

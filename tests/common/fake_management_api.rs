@@ -121,10 +121,7 @@ impl FakeManagementApi {
             )
             .route("/api/v0/ops/keyspace/refresh", post(refresh))
             .route("/api/v1/ops/node/repair", post(repair))
-            .route(
-                "/api/v0/ops/executor/job",
-                axum::routing::get(job_status),
-            )
+            .route("/api/v0/ops/executor/job", axum::routing::get(job_status))
             .with_state(fake);
         let listener = tokio::net::TcpListener::bind(address)
             .await
