@@ -86,12 +86,14 @@ pub enum Call {
     },
 }
 
+/// Repair jobs by id: `None` while running, then the outcome.
+type Jobs = Arc<Mutex<std::collections::HashMap<String, Option<Result<(), String>>>>>;
+
 #[derive(Clone)]
 struct Fake {
     node: usize,
     calls: Arc<Mutex<Vec<Call>>>,
-    /// Repair jobs by id: `None` while running, then the error if any.
-    jobs: Arc<Mutex<std::collections::HashMap<String, Option<Result<(), String>>>>>,
+    jobs: Jobs,
 }
 
 /// A running fake for test node `node`.
