@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use common::{setting, unique};
 use kassette::agent::api::{
-    NodeInfo, Progress, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+    NodeInfo, PreviousManifest, Progress, SnapshotRequest, SnapshotTaken, UploadReport,
+    UploadRequest,
 };
 use kassette::agent::{AgentState, serve};
 use kassette::cassandra::control::{Control, Nodetool};
@@ -110,10 +111,14 @@ async fn uploads_only_what_the_store_lacks() {
         tag: tag.into(),
         keyspaces: vec![ks.clone()],
     };
-    let upload = |tag: &str| UploadRequest {
+    let layout = Layout::new("kassette-test", "dc1").unwrap();
+    let host = uuid::Uuid::new_v4();
+    let upload = |tag: &str, previous: Option<PreviousManifest>| UploadRequest {
         tag: tag.into(),
         cluster: "kassette-test".into(),
         datacenter: "dc1".into(),
+        files_prefix: Some(layout.new_files(&host, tag, "backup-0001").unwrap()),
+        previous,
     };
 
     let job = JobSpec::new_pass("test", std::time::Duration::from_secs(30));
@@ -122,33 +127,39 @@ async fn uploads_only_what_the_store_lacks() {
     assert!(taken.files > 0);
     let first: UploadReport = agent
         .client
-        .upload(&job, &upload(&first_tag))
+        .upload(&job, &upload(&first_tag, None))
         .await
         .unwrap();
     assert_eq!(first.files.len() as u64, taken.files);
-    // A new store receives every distinct content once (identical files,
-    // e.g. equal TOC.txt components, share one blob).
-    let distinct: std::collections::HashMap<_, u64> = first
-        .files
-        .iter()
-        .map(|f| (f.digest.blake3, f.digest.size))
-        .collect();
-    let distinct_bytes: u64 = distinct.values().sum();
-    assert!(
-        (distinct_bytes..=first.bytes).contains(&first.uploaded_bytes),
-        "uploaded {} of {} bytes ({} distinct)",
-        first.uploaded_bytes,
-        first.bytes,
-        distinct_bytes
-    );
-    // Every data file was read once; Cassandra's own snapshot manifest.json
-    // and schema.cql are not counted as data.
+    // A new store receives every file once, each to a key of its own
+    // under the pass's prefix (node manifest version 2).
+    assert_eq!(first.uploaded_bytes, first.bytes);
+    assert_eq!(first.uploaded_files, first.files.len() as u64);
+    assert_eq!(first.reused_files, 0);
+    // Every data file was read once, while it was sent; Cassandra's own
+    // snapshot manifest.json and schema.cql are not counted as data.
     assert_eq!(first.hashed_bytes, data_bytes(&first));
-    let layout = Layout::new("kassette-test", "dc1").unwrap();
+    let prefix = layout.new_files(&host, &first_tag, "backup-0001").unwrap();
     for file in &first.files {
+        let blob = file
+            .blob
+            .as_deref()
+            .expect("a version 2 entry names its object");
+        assert!(blob.starts_with(&format!("{prefix}/")), "{blob}");
+        let content = agent
+            .store
+            .get_bytes(&layout.content(file).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            storage::digest_of(&content),
+            file.digest,
+            "{}: the recorded digest is the stored content's",
+            file.path
+        );
         let meta = agent
             .store
-            .head(&layout.blob(&file.digest).unwrap())
+            .head(&layout.content(file).unwrap())
             .await
             .unwrap();
         assert_eq!(
@@ -162,10 +173,12 @@ async fn uploads_only_what_the_store_lacks() {
     assert_eq!(progress.state, "done");
     assert_eq!(progress.bytes_done, first.bytes);
 
-    // The same snapshot again: nothing sent, nothing read.
+    // The same snapshot again, as a pass following a killed one (no
+    // complete backup yet): what the killed pass sent is confirmed by a
+    // head, nothing sent, nothing read.
     let again: UploadReport = agent
         .client
-        .upload(&job, &upload(&first_tag))
+        .upload(&job, &upload(&first_tag, None))
         .await
         .unwrap();
     assert_eq!(
@@ -181,11 +194,52 @@ async fn uploads_only_what_the_store_lacks() {
     write_rows(&ks, 500, 1_000).await;
     let second_tag = unique("kassette-b");
     let _: SnapshotTaken = agent.client.snapshot(&snapshot(&second_tag)).await.unwrap();
-    let second: UploadReport = agent
-        .client
-        .upload(&job, &upload(&second_tag))
+    // The first upload as a complete backup's node manifest: the next
+    // upload references what it holds without reading or sending it.
+    let manifest_key = layout.node_manifest(&first_tag, &host).unwrap();
+    let manifest = serde_json::json!({
+        "format_version": 2, "backup": first_tag, "cluster": "kassette-test",
+        "datacenter": "dc1", "rack": "rack1", "host_id": host, "address": "127.0.0.3",
+        "tokens": [], "cassandra_version": "5.0", "snapshot_tag": first_tag,
+        "snapshot_at": "2026-11-25T02:00:00Z", "data_dirs": [], "files": first.files,
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let manifest_blake3 = storage::digest_of(&manifest).blake3_hex();
+    agent
+        .store
+        .put_bytes(&manifest_key, manifest.into(), storage::PutMode::Overwrite)
         .await
         .unwrap();
+    let previous = PreviousManifest {
+        key: layout.relative(manifest_key.as_str()).unwrap().to_string(),
+        manifest_blake3,
+    };
+    let second: UploadReport = agent
+        .client
+        .upload(&job, &upload(&second_tag, Some(previous)))
+        .await
+        .unwrap();
+    assert!(second.reused_files > 0, "{second:?}");
+    // Content the first upload holds is referenced, not sent again (the
+    // snapshot's manifest.json is new in every snapshot).
+    for file in second
+        .files
+        .iter()
+        .filter(|f| !f.path.ends_with("manifest.json"))
+    {
+        let same: Vec<_> = first
+            .files
+            .iter()
+            .filter(|f| f.digest == file.digest)
+            .collect();
+        assert!(
+            same.is_empty() || same.iter().any(|f| f.blob == file.blob),
+            "{} was not referenced from the previous manifest: {:?}",
+            file.path,
+            file.blob
+        );
+    }
+
     assert!(
         second.uploaded_files > 0,
         "the new SSTables were not uploaded"
@@ -212,7 +266,7 @@ async fn uploads_only_what_the_store_lacks() {
     }
     let gone = agent
         .client
-        .upload(&job, &upload(&first_tag))
+        .upload(&job, &upload(&first_tag, None))
         .await
         .unwrap_err();
     assert!(

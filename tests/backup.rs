@@ -295,8 +295,8 @@ async fn verify_names_missing_and_altered_blobs() {
         .filter(|f| f.path.ends_with("Data.db") && f.digest.size > 16)
         .collect();
     let (gone, altered) = (data_files[0], data_files[1]);
-    let gone_key = catalog.layout().blob(&gone.digest).unwrap();
-    let altered_key = catalog.layout().blob(&altered.digest).unwrap();
+    let gone_key = catalog.layout().content(gone).unwrap();
+    let altered_key = catalog.layout().content(altered).unwrap();
 
     store
         .delete_many(std::slice::from_ref(&gone_key))
@@ -555,15 +555,22 @@ async fn retention_keeps_the_last_n_and_collects_garbage() {
         survivors.extend(
             nodes
                 .iter()
-                .flat_map(|n| n.files.iter().map(|f| f.digest.blake3)),
+                .flat_map(|n| n.files.iter().map(|f| catalog.layout().content(f).unwrap())),
+        );
+    }
+    // Every object a survivor references is still there.
+    for key in &survivors {
+        assert!(
+            store.head(key).await.unwrap().is_some(),
+            "{key} was collected"
         );
     }
     let orphan = oldest_nodes
         .iter()
         .flat_map(|n| &n.files)
-        .find(|f| !survivors.contains(&f.digest.blake3))
+        .find(|f| !survivors.contains(&catalog.layout().content(f).unwrap()))
         .expect("the oldest backup had files no survivor shares");
-    let key = catalog.layout().blob(&orphan.digest).unwrap();
+    let key = catalog.layout().content(orphan).unwrap();
     assert!(
         store.head(&key).await.unwrap().is_none(),
         "{key} was not collected"

@@ -122,6 +122,7 @@ impl Fixture {
             path: format!("nb-{}-big-Data.db", digest.blake3_hex()),
             data_dir: 0,
             digest,
+            blob: None,
         }
     }
 

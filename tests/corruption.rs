@@ -116,7 +116,7 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
         .files
         .iter()
         .filter(|f| f.path.ends_with("-Data.db") && f.digest.size > 16)
-        .map(|f| layout.blob(&f.digest).unwrap())
+        .map(|f| layout.content(f).unwrap())
         .collect();
     assert!(data_blobs.len() >= 3, "{data_blobs:?}");
     let node_manifest = layout.node_manifest(&name, &nodes[1].host_id).unwrap();

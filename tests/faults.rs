@@ -129,21 +129,39 @@ async fn every_pass_completes_through_ten_percent_storage_faults() {
         &setting("KASSETTE_TEST_CASSANDRA_DC"),
     )
     .unwrap();
-    let prefix = layout.blobs_prefix();
-    let mut blobs = store.list(&prefix);
-    let mut checked = 0;
-    while let Some(meta) = blobs.next().await {
-        let meta = meta.expect("list blobs");
-        let content = store.get_bytes(&meta.key).await.expect("read blob");
-        let name = meta.key.as_str().rsplit('/').next().unwrap().to_string();
-        assert_eq!(
-            blake3::hash(&content).to_hex().as_str(),
-            name,
-            "{} does not hash to its name",
-            meta.key
-        );
-        checked += 1;
+    // What the survivor's node manifests say each object holds.
+    let catalog = kassette::catalog::Catalog::new(store.clone(), layout.clone());
+    let survivor = catalog.backup_manifest(&second).await.expect("survivor");
+    let mut expected = std::collections::HashMap::new();
+    for node in catalog
+        .node_manifests(&survivor)
+        .await
+        .expect("node manifests")
+    {
+        for file in node.files {
+            expected.insert(layout.content(&file).unwrap(), file.digest.blake3_hex());
+        }
     }
-    assert!(checked > 0, "no blobs stored");
-    eprintln!("{checked} blobs hash to their names");
+    let mut checked = 0;
+    for prefix in [layout.blobs_prefix(), layout.files_prefix()] {
+        let mut objects = store.list(&prefix);
+        while let Some(meta) = objects.next().await {
+            let meta = meta.expect("list objects");
+            let content = store.get_bytes(&meta.key).await.expect("read object");
+            let hash = blake3::hash(&content).to_hex().to_string();
+            // A content-addressed blob hashes to its name; a file under
+            // files/ to what the manifest referencing it says.
+            let want = if prefix == layout.blobs_prefix() {
+                meta.key.as_str().rsplit('/').next().unwrap().to_string()
+            } else if let Some(want) = expected.get(&meta.key) {
+                want.clone()
+            } else {
+                continue;
+            };
+            assert_eq!(hash, want, "{} does not hold what names it", meta.key);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no objects stored");
+    eprintln!("{checked} objects hold what their names or manifests say");
 }

@@ -185,6 +185,8 @@ async fn a_new_pass_takes_over_a_dead_ones_work() {
         tag: tag.clone(),
         cluster: setting("KASSETTE_TEST_CASSANDRA_CLUSTER"),
         datacenter: setting("KASSETTE_TEST_CASSANDRA_DC"),
+        files_prefix: Some(format!("files/{}/takeover/backup-0", uuid::Uuid::new_v4())),
+        previous: None,
     });
     // A dead pass's upload: started, then never polled again (an hour's
     // heartbeat timeout, so only a take-over can end it here).
@@ -591,7 +593,7 @@ async fn a_failed_restores_staging_is_removed_by_the_next_restore() {
         .filter(|f| f.path.ends_with("-Data.db") && !f.path.contains('/'))
         .max_by_key(|f| f.digest.size)
         .unwrap();
-    let key = layout.blob(&victim.digest).unwrap();
+    let key = layout.content(victim).unwrap();
     let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
     bytes[0] ^= 0xff;
     store

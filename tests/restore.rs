@@ -339,7 +339,7 @@ async fn damaged_or_incomplete_backups_are_refused_before_any_change() {
         .iter()
         .find(|f| f.table == "users" && f.path.ends_with("-Data.db") && !f.path.starts_with('.'))
         .unwrap();
-    let key = layout.blob(&victim.digest).unwrap();
+    let key = layout.content(victim).unwrap();
     let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;

@@ -107,13 +107,35 @@ pub struct SnapshotTaken {
     pub bytes: u64,
 }
 
-/// Upload the files of snapshot `tag` that the store does not hold yet, as
-/// blobs of the catalog of `cluster`/`datacenter`.
+/// Upload the files of snapshot `tag` into the catalog of
+/// `cluster`/`datacenter`: a file this node's latest complete backup
+/// already holds (its digest cache knows the file, and `previous` lists
+/// that digest) is referenced without being read or sent; every other file
+/// is streamed once to `files_prefix/<data_dir>/<keyspace>/<table>-<id>/<path>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRequest {
     pub tag: String,
     pub cluster: String,
     pub datacenter: String,
+    /// Catalog-relative prefix for the files sent now,
+    /// `files/<host-id>/<backup>/<pass>` (unique to the pass). Absent
+    /// from an older coordinator, which the agent refuses: it would not
+    /// know where the files went.
+    #[serde(default)]
+    pub files_prefix: Option<String>,
+    /// This node's manifest in the latest complete backup, matched by host
+    /// id; absent for a first backup or a new node.
+    #[serde(default)]
+    pub previous: Option<PreviousManifest>,
+}
+
+/// Where a node manifest is, and the BLAKE3 the backup manifest vouches
+/// for it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousManifest {
+    /// Catalog-relative key, `backups/<name>/nodes/<host-id>.json`.
+    pub key: String,
+    pub manifest_blake3: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,9 +146,13 @@ pub struct UploadReport {
     /// Files and bytes sent now (the rest were already stored).
     pub uploaded_files: u64,
     pub uploaded_bytes: u64,
-    /// Data bytes read from disk to hash (0 for an unchanged node; the
-    /// snapshot's own `manifest.json` / `schema.cql` are not data).
+    /// Data bytes read from disk (0 for an unchanged node; each new file is
+    /// read once, while it is sent; the snapshot's own `manifest.json` /
+    /// `schema.cql` are not data).
     pub hashed_bytes: u64,
+    /// Files referenced from the previous manifest without being read.
+    #[serde(default)]
+    pub reused_files: u64,
 }
 
 /// What the agent is doing, readable at any time.

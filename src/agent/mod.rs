@@ -403,7 +403,8 @@ pub(crate) fn validate_work(work: &Work) -> Result<(), AgentError> {
     match work {
         Work::Upload(request) => {
             check_tag(&request.tag)?;
-            layout(&request.cluster, &request.datacenter)
+            layout(&request.cluster, &request.datacenter)?;
+            upload::check_request(request)
         }
         Work::Download(request) => {
             check_tag(&request.staging)?;
@@ -412,6 +413,9 @@ pub(crate) fn validate_work(work: &Work) -> Result<(), AgentError> {
             // request is a 400 with nothing done, not a job that fails later.
             for file in &request.files {
                 check_names(names::check_file(&file.keyspace, &file.table, &file.path))?;
+                if let Some(blob) = &file.blob {
+                    check_names(names::check_blob_key(blob))?;
+                }
             }
             Ok(())
         }

@@ -173,9 +173,7 @@ async fn fetch_all(
                     .await
                     .map_err(|e| failed(&dir.display().to_string(), e))?;
                 let dest = dir.join(&file.path);
-                let key = layout
-                    .blob(&file.digest)
-                    .map_err(|e| failed("blob key", e))?;
+                let key = layout.content(&file).map_err(|e| failed("blob key", e))?;
                 state
                     .store
                     .get_file(&key, &dest, &file.digest)

@@ -5,6 +5,11 @@
 //! goes through this cache: a differential backup of an unchanged node
 //! reads zero data bytes. The cache is a JSON file on the node's volume,
 //! written atomically; a lost or damaged cache only costs a re-read.
+//!
+//! It also remembers where a file was uploaded (the store key a backup pass
+//! streamed it to), so a pass that follows a killed one can reference
+//! what the killed pass already sent after one `head`, instead of sending
+//! it again.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -20,6 +25,8 @@ const READ_CHUNK: usize = 1 << 20;
 pub struct DigestCache {
     path: Option<PathBuf>,
     entries: HashMap<FileIdentity, Digest>,
+    /// Store key each file was uploaded to, by identity.
+    uploaded: HashMap<FileIdentity, String>,
     /// Data bytes read to compute digests since this cache was opened.
     pub bytes_read: u64,
 }
@@ -31,20 +38,29 @@ const MAX_CACHE_BYTES: u64 = 1 << 30;
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
     entries: Vec<(FileIdentity, Digest)>,
+    /// Absent in caches written before uploads were remembered.
+    #[serde(default)]
+    uploaded: Vec<(FileIdentity, String)>,
 }
 
 impl DigestCache {
     /// Opens the cache persisted at `path`; a missing, unreadable or
     /// oversized file gives an empty cache (it only costs hashing again).
     pub fn open(path: &Path) -> Self {
-        let entries = crate::config::parse::read_small_file(path, MAX_CACHE_BYTES)
+        let (entries, uploaded) = crate::config::parse::read_small_file(path, MAX_CACHE_BYTES)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Stored>(&bytes).ok())
-            .map(|stored| stored.entries.into_iter().collect())
+            .map(|stored| {
+                (
+                    stored.entries.into_iter().collect(),
+                    stored.uploaded.into_iter().collect(),
+                )
+            })
             .unwrap_or_default();
         Self {
             path: Some(path.to_path_buf()),
             entries,
+            uploaded,
             bytes_read: 0,
         }
     }
@@ -78,6 +94,18 @@ impl DigestCache {
         self.entries.insert(identity, digest);
     }
 
+    /// Remembers that the file `identity`, with content `digest` (as
+    /// computed while it was sent), was uploaded to store key `key`.
+    pub fn remember_upload(&mut self, identity: FileIdentity, digest: Digest, key: String) {
+        self.entries.insert(identity, digest);
+        self.uploaded.insert(identity, key);
+    }
+
+    /// The store key the file `identity` was uploaded to, if remembered.
+    pub fn uploaded(&self, identity: &FileIdentity) -> Option<&str> {
+        self.uploaded.get(identity).map(String::as_str)
+    }
+
     /// Keeps only the entries of `live` files (so the cache does not grow
     /// forever) and writes it back atomically.
     pub fn save(&mut self, live: &[FileIdentity]) -> std::io::Result<()> {
@@ -86,8 +114,10 @@ impl DigestCache {
         };
         let keep: std::collections::HashSet<&FileIdentity> = live.iter().collect();
         self.entries.retain(|identity, _| keep.contains(identity));
+        self.uploaded.retain(|identity, _| keep.contains(identity));
         let stored = Stored {
             entries: self.entries.iter().map(|(i, d)| (*i, *d)).collect(),
+            uploaded: self.uploaded.iter().map(|(i, k)| (*i, k.clone())).collect(),
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
@@ -139,5 +169,30 @@ mod tests {
         let changed = FileIdentity::of(&std::fs::metadata(&file).unwrap());
         assert_ne!(reopened.digest(&file, changed).unwrap(), first);
         assert_eq!(reopened.bytes_read, 10_001);
+    }
+
+    #[test]
+    fn uploads_are_remembered_for_live_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join("cache.json");
+        let identity = |inode| FileIdentity {
+            device: 1,
+            inode,
+            size: 3,
+            mtime_ns: 7,
+        };
+        let digest = crate::storage::digest_of(b"abc");
+        let mut cache = DigestCache::open(&cache_path);
+        cache.remember_upload(identity(1), digest, "k/one".into());
+        cache.remember_upload(identity(2), digest, "k/two".into());
+        cache.save(&[identity(1)]).unwrap();
+        let reopened = DigestCache::open(&cache_path);
+        assert_eq!(reopened.uploaded(&identity(1)), Some("k/one"));
+        assert_eq!(reopened.known(&identity(1)), Some(digest));
+        assert_eq!(reopened.uploaded(&identity(2)), None);
+        assert_eq!(reopened.known(&identity(2)), None);
+        // A cache written before uploads were remembered still opens.
+        std::fs::write(&cache_path, br#"{"entries":[]}"#).unwrap();
+        assert_eq!(DigestCache::open(&cache_path).uploaded(&identity(1)), None);
     }
 }

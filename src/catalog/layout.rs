@@ -1,6 +1,12 @@
 //! The key layout: the one place that knows where each kind of object lives.
 
+use super::FileEntry;
 use crate::storage::{Digest, InvalidKey, ObjectKey};
+
+/// The first segments of every catalog's root. Fixed: it is where every
+/// version of the format keeps its catalogs (record versions are in the
+/// records), so a newer build finds the backups of an older one.
+pub const CATALOG_ROOT: &str = "kassette/v1";
 
 /// Keys of one datacenter's catalog, relative to the store's root
 /// (bucket + prefix):
@@ -9,7 +15,9 @@ use crate::storage::{Digest, InvalidKey, ObjectKey};
 /// kassette/v1/<cluster>/<datacenter>/
 ///   locks/<sequence>.json                  the datacenter lease
 ///   index.json                             summary of every complete backup
-///   blobs/<b3[0..2]>/<b3>                  file contents, named by BLAKE3
+///   blobs/<b3[0..2]>/<b3>                  file contents, named by BLAKE3 (v1)
+///   files/<host-id>/<backup>/<pass>/<data_dir>/<keyspace>/<table>-<id>/<path>
+///                                          file contents as first sent (v2)
 ///   backups/<name>/nodes/<host-id>.json    one node's manifest
 ///   backups/<name>/backup.json             the backup manifest (written last)
 /// ```
@@ -22,7 +30,7 @@ impl Layout {
     /// The layout of `cluster`/`datacenter` (names validated by the
     /// configuration: letters, digits, `-_.`).
     pub fn new(cluster: &str, datacenter: &str) -> Result<Self, InvalidKey> {
-        let root = format!("kassette/v{}/{cluster}/{datacenter}", super::FORMAT_VERSION);
+        let root = format!("{CATALOG_ROOT}/{cluster}/{datacenter}");
         ObjectKey::new(root.clone())?;
         Ok(Self { root })
     }
@@ -70,6 +78,61 @@ impl Layout {
     /// Listing prefix of every blob.
     pub fn blobs_prefix(&self) -> String {
         format!("{}/blobs/", self.root)
+    }
+
+    /// Listing prefix of every file stored under `files/` (version 2).
+    pub fn files_prefix(&self) -> String {
+        format!("{}/files/", self.root)
+    }
+
+    /// Where the object holding `file`'s content is: its `blob` (under
+    /// `files/`), or for an entry without one the content-addressed blob.
+    pub fn content(&self, file: &FileEntry) -> Result<ObjectKey, InvalidKey> {
+        match &file.blob {
+            Some(blob) => self.relative_key(blob),
+            None => self.blob(&file.digest),
+        }
+    }
+
+    /// The store key of the catalog-relative key `relative`.
+    pub fn relative_key(&self, relative: &str) -> Result<ObjectKey, InvalidKey> {
+        self.key(relative)
+    }
+
+    /// `key` relative to this catalog's root, when it is inside it.
+    pub fn relative<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.root)?.strip_prefix('/')
+    }
+
+    /// The catalog-relative prefix under which backup pass `pass` stores
+    /// the new files of node `host_id` for backup `backup`:
+    /// `files/<host-id>/<backup>/<pass>`. The pass id is unique, so a key
+    /// under it is written by one pass only and never receives other
+    /// content — even when a backup name is used again after a purge.
+    pub fn new_files(
+        &self,
+        host_id: &uuid::Uuid,
+        backup: &str,
+        pass: &str,
+    ) -> Result<String, InvalidKey> {
+        let prefix = format!("files/{host_id}/{backup}/{pass}");
+        self.key(&prefix)?;
+        Ok(prefix)
+    }
+
+    /// The listing group of a catalog-relative content key: the pass
+    /// prefix `files/<host-id>/<backup>/<pass>/` for keys under `files/`,
+    /// `blobs/` for content-addressed blobs. One listing of a group shows
+    /// every object of it and nothing of other nodes or passes.
+    pub fn listing_group(relative: &str) -> Option<String> {
+        if relative.starts_with("blobs/") {
+            return Some("blobs/".into());
+        }
+        let rest = relative.strip_prefix("files/")?;
+        let mut segments = rest.splitn(4, '/');
+        let (host, backup, pass) = (segments.next()?, segments.next()?, segments.next()?);
+        segments.next()?;
+        Some(format!("files/{host}/{backup}/{pass}/"))
     }
 
     pub fn node_manifest(
@@ -141,6 +204,47 @@ mod tests {
                 .as_str()
                 .starts_with(&layout.backup_prefix("nightly"))
         );
+    }
+
+    #[test]
+    fn file_entries_name_their_object() {
+        let layout = Layout::new("prod", "dc1").unwrap();
+        let mut entry = FileEntry {
+            keyspace: "shop".into(),
+            table: "orders".into(),
+            table_id: "5a1c395e0b1d11eeb7a6f9e9b4d5c1a2".into(),
+            path: "nb-1-big-Data.db".into(),
+            data_dir: 0,
+            digest: digest_of(b""),
+            blob: None,
+        };
+        assert_eq!(
+            layout.content(&entry).unwrap(),
+            layout.blob(&entry.digest).unwrap()
+        );
+        let host = uuid::Uuid::nil();
+        let prefix = layout.new_files(&host, "nightly", "backup-00ff").unwrap();
+        assert_eq!(
+            prefix,
+            "files/00000000-0000-0000-0000-000000000000/nightly/backup-00ff"
+        );
+        let relative = format!("{prefix}/0/shop/orders-5a1c/nb-1-big-Data.db");
+        entry.blob = Some(relative.clone());
+        let key = layout.content(&entry).unwrap();
+        assert_eq!(key.as_str(), format!("kassette/v1/prod/dc1/{relative}"));
+        assert!(key.as_str().starts_with(&layout.files_prefix()));
+        assert_eq!(layout.relative(key.as_str()), Some(relative.as_str()));
+        assert_eq!(layout.relative("kassette/v1/prod/dc10/files/x"), None);
+        assert_eq!(
+            Layout::listing_group(&relative).as_deref(),
+            Some("files/00000000-0000-0000-0000-000000000000/nightly/backup-00ff/")
+        );
+        assert_eq!(
+            Layout::listing_group("blobs/af/af13").as_deref(),
+            Some("blobs/")
+        );
+        assert_eq!(Layout::listing_group("files/h/b/p"), None);
+        assert_eq!(Layout::listing_group("backups/x/backup.json"), None);
     }
 
     #[test]

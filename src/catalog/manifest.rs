@@ -6,17 +6,17 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::FORMAT_VERSION;
 use super::names::{self, NameError};
+use super::{FORMAT_VERSION, NODE_MANIFEST_VERSION};
 use crate::storage::Digest;
 
 /// Why a stored record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
     #[error(
-        "written by a newer kassette (format version {found}; this build reads up to {FORMAT_VERSION})"
+        "written by a newer kassette (format version {found}; this build reads up to {newest})"
     )]
-    NewerVersion { found: u32 },
+    NewerVersion { found: u32, newest: u32 },
     #[error("not a valid record: {0}")]
     Json(#[from] serde_json::Error),
     /// A name that Cassandra would not have allowed: the record was not
@@ -33,6 +33,9 @@ pub const MAX_RECORD_BYTES: usize = 512 << 20;
 
 /// A record with a format version, read and written as JSON.
 pub trait Record: Serialize + for<'de> Deserialize<'de> {
+    /// The newest `format_version` of this record this build reads.
+    const NEWEST: u32 = FORMAT_VERSION;
+
     fn format_version(&self) -> u32;
 
     /// Checks every name the record carries (see [`super::names`]); a
@@ -57,9 +60,10 @@ pub trait Record: Serialize + for<'de> Deserialize<'de> {
             format_version: u32,
         }
         let versioned: Versioned = serde_json::from_slice(bytes)?;
-        if versioned.format_version > FORMAT_VERSION {
+        if versioned.format_version > Self::NEWEST {
             return Err(FormatError::NewerVersion {
                 found: versioned.format_version,
+                newest: Self::NEWEST,
             });
         }
         let record: Self = serde_json::from_slice(bytes)?;
@@ -80,9 +84,15 @@ pub struct FileEntry {
     pub path: String,
     /// Which of the node's data directories (JBOD) held it.
     pub data_dir: u32,
-    /// Size, BLAKE3 (the blob's name) and CRC32C of the content.
+    /// Size, BLAKE3 and CRC32C of the content.
     #[serde(flatten)]
     pub digest: Digest,
+    /// The catalog-relative key of the object holding the content, under
+    /// `files/` (node manifest version 2). Absent: the content-addressed
+    /// blob `blobs/<b3[0..2]>/<b3>` (every entry of version 1, and entries
+    /// of version 2 that reuse such a blob). See [`super::Layout::content`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
 }
 
 /// Everything one node contributed to a backup.
@@ -105,6 +115,8 @@ pub struct NodeManifest {
 }
 
 impl Record for NodeManifest {
+    const NEWEST: u32 = NODE_MANIFEST_VERSION;
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -115,6 +127,9 @@ impl Record for NodeManifest {
         names::check_segment("datacenter", &self.datacenter, 63)?;
         for file in &self.files {
             names::check_file(&file.keyspace, &file.table, &file.path)?;
+            if let Some(blob) = &file.blob {
+                names::check_blob_key(blob)?;
+            }
         }
         Ok(())
     }
@@ -385,6 +400,7 @@ mod tests {
                 path: "nb-1-big-Data.db".into(),
                 data_dir: 0,
                 digest: digest_of(b"sstable"),
+                blob: None,
             }],
         }
     }

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod names;
 mod repo;
 
+pub use layout::CATALOG_ROOT;
 pub use layout::Layout;
 pub use manifest::{
     BackupManifest, BackupStatus, FileEntry, Index, IndexEntry, LockRecord, NodeManifest,
@@ -22,3 +23,8 @@ pub use repo::{Catalog, CatalogError, FoundBackup};
 /// Version of the storage format written by this build. Readers refuse
 /// manifests of a newer version instead of misreading them.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Version of the node manifests this build writes: 2 adds a file entry's
+/// `blob` (content stored under `files/`, not content-addressed). Version 1
+/// node manifests stay readable: their entries name `blobs/<b3>`.
+pub const NODE_MANIFEST_VERSION: u32 = 2;

@@ -172,6 +172,29 @@ pub fn check_file(keyspace: &str, table: &str, path: &str) -> Result<(), NameErr
     check_snapshot_path(path)
 }
 
+/// The longest catalog-relative blob key a file entry may name (a store
+/// key is at most 1,024 bytes, and the catalog root takes up to 140).
+pub const MAX_BLOB_KEY_LEN: usize = 880;
+
+/// A file entry's `blob`: a catalog-relative key under `files/`, made of
+/// non-empty segments other than `.` and `..`, without control characters
+/// or backslashes — it names an object of the same catalog and nothing
+/// else.
+pub fn check_blob_key(key: &str) -> Result<(), NameError> {
+    let rule = "a key under files/ (non-empty segments, no '.', '..', control characters or '\\')";
+    let ok = key.len() <= MAX_BLOB_KEY_LEN
+        && key.starts_with("files/")
+        && !key.chars().any(|c| c.is_control() || c == '\\')
+        && key
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::new("blob key", key, rule))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,13 @@
 //! 2. take the datacenter lease (renewed while the pass runs);
 //! 3. clear snapshots a killed pass left behind, then snapshot every node
 //!    concurrently with one tag and record the skew;
-//! 4. read the schema; every agent uploads the blobs the store lacks,
-//!    with progress logged at a steady interval;
-//! 5. check every referenced blob is present, write the node manifests,
+//! 4. read the schema; every agent uploads the files its node's manifest
+//!    in the latest complete backup does not hold (told where that
+//!    manifest is: agents never list the catalog), with progress logged
+//!    at a steady interval;
+//! 5. check every object this pass wrote or took from a killed pass is
+//!    present (what the latest complete backup references is), write the
+//!    node manifests,
 //!    re-check the lease, then write the backup manifest — the commit —
 //!    then the index;
 //! 6. clear the snapshots on every node, whatever happened;
@@ -31,10 +35,13 @@ use super::{
     PassError, end_pass, lease_owner, new_pass, progress, purge, release_lease, take_lease,
     with_lease,
 };
-use crate::agent::api::{SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest};
+use crate::agent::api::{
+    PreviousManifest, SnapshotRequest, SnapshotTaken, UploadReport, UploadRequest,
+};
 use crate::cassandra::cql::Cql;
 use crate::catalog::{
-    BackupManifest, Catalog, FORMAT_VERSION, NodeManifest, NodeSummary, StartedRecord,
+    BackupManifest, Catalog, CatalogError, FORMAT_VERSION, NODE_MANIFEST_VERSION, NodeManifest,
+    NodeSummary, StartedRecord,
 };
 use crate::config::{Backend, BackupConfig, ClusterConfig, StorageConfig, vars};
 use crate::k8s::{Events, Reason};
@@ -339,7 +346,8 @@ impl Pass<'_> {
                 None
             }
         };
-        let reports = self.upload_all().await?;
+        let previous = self.previous_backup().await?;
+        let reports = self.upload_all(previous.as_ref().map(|(m, _)| m)).await?;
         self.events
             .post(
                 Reason::Commit,
@@ -357,7 +365,12 @@ impl Pass<'_> {
             .zip(&reports)
             .map(|((node, taken), report)| self.node_manifest(node, taken, report))
             .collect();
-        super::inspect::check_presence(self.catalog, &manifests).await?;
+        let trusted = previous
+            .as_ref()
+            .map(|(_, nodes)| super::inspect::referenced_keys(self.catalog, nodes))
+            .transpose()?
+            .unwrap_or_default();
+        super::inspect::check_presence(self.catalog, &manifests, &trusted).await?;
         let mut summaries = Vec::with_capacity(manifests.len());
         for ((manifest, report), node) in manifests.iter().zip(&reports).zip(self.nodes) {
             let manifest_blake3 = self.catalog.put_node_manifest(manifest).await?;
@@ -421,24 +434,85 @@ impl Pass<'_> {
         Ok(taken)
     }
 
-    /// Every agent uploads what the store lacks, all at once, as jobs of
-    /// this pass; on the first failure the others are no longer polled and
-    /// the pass ends them (see [`end_pass`]).
-    async fn upload_all(&self) -> Result<Vec<UploadReport>, PassError> {
-        let request = UploadRequest {
+    /// The latest complete backup and its node manifests, if there is
+    /// one: what the agents reference instead of sending again. Node
+    /// manifests that cannot be read only cost the presence check more
+    /// requests (the agents then send every file).
+    async fn previous_backup(
+        &self,
+    ) -> Result<Option<(BackupManifest, Vec<NodeManifest>)>, PassError> {
+        let backup = match self.catalog.backup_manifest("latest").await {
+            Ok(backup) => backup,
+            Err(CatalogError::NoBackups) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let nodes = match self.catalog.node_manifests(&backup).await {
+            Ok(nodes) => nodes,
+            Err(err) => {
+                tracing::warn!(backup = %backup.name, error = %err, "the latest backup's node manifests are unreadable; every file is sent again");
+                Vec::new()
+            }
+        };
+        tracing::info!(backup = %backup.name, "files the latest complete backup holds are referenced, not sent");
+        Ok(Some((backup, nodes)))
+    }
+
+    /// The upload request of `node`: its own prefix for new files
+    /// (`files/<host-id>/<backup>/<pass>`), and where its manifest in the
+    /// latest complete backup is.
+    fn upload_request(
+        &self,
+        node: &Node,
+        previous: Option<&BackupManifest>,
+    ) -> Result<UploadRequest, PassError> {
+        let layout = self.catalog.layout();
+        let host = node.topology.host_id;
+        let files_prefix = layout
+            .new_files(&host, self.name, &self.job.pass)
+            .map_err(crate::storage::Error::from)?;
+        let previous = match previous
+            .and_then(|b| b.nodes.iter().find(|n| n.host_id == host).map(|n| (b, n)))
+        {
+            Some((backup, summary)) => {
+                let key = layout
+                    .node_manifest(&backup.name, &host)
+                    .map_err(crate::storage::Error::from)?;
+                layout.relative(key.as_str()).map(|key| PreviousManifest {
+                    key: key.to_string(),
+                    manifest_blake3: summary.manifest_blake3.clone(),
+                })
+            }
+            None => None,
+        };
+        Ok(UploadRequest {
             tag: self.tag.to_string(),
             cluster: self.config.cluster.cluster.clone(),
             datacenter: self.config.cluster.datacenter.clone(),
-        };
-        let uploads = try_join_all(self.nodes.iter().map(|node| {
-            let request = &request;
-            async move {
+            files_prefix: Some(files_prefix),
+            previous,
+        })
+    }
+
+    /// Every agent uploads what its previous manifest lacks, all at once,
+    /// as jobs of this pass; on the first failure the others are no longer
+    /// polled and the pass ends them (see [`end_pass`]).
+    async fn upload_all(
+        &self,
+        previous: Option<&BackupManifest>,
+    ) -> Result<Vec<UploadReport>, PassError> {
+        let requests = self
+            .nodes
+            .iter()
+            .map(|node| self.upload_request(node, previous))
+            .collect::<Result<Vec<_>, _>>()?;
+        let uploads = try_join_all(self.nodes.iter().zip(&requests).map(
+            |(node, request)| async move {
                 node.client
                     .upload(self.job, request)
                     .await
                     .map_err(node.failed())
-            }
-        }));
+            },
+        ));
         let clients = self.nodes.iter().map(|n| n.client.clone()).collect();
         tokio::select! {
             reports = uploads => reports,
@@ -455,7 +529,7 @@ impl Pass<'_> {
         report: &UploadReport,
     ) -> NodeManifest {
         NodeManifest {
-            format_version: FORMAT_VERSION,
+            format_version: NODE_MANIFEST_VERSION,
             backup: self.name.to_string(),
             cluster: self.config.cluster.cluster.clone(),
             datacenter: self.config.cluster.datacenter.clone(),

@@ -4,7 +4,7 @@
 //! (every referenced blob present with its size; `--deep` downloads each
 //! and checks its BLAKE3). Nothing here writes to the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -128,7 +128,8 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
 }
 
-/// The blobs `manifests` reference, keyed by object key.
+/// The objects `manifests` reference (content-addressed blobs and files
+/// under `files/`), keyed by object key.
 fn referenced_blobs(
     catalog: &Catalog,
     manifests: &[NodeManifest],
@@ -138,7 +139,7 @@ fn referenced_blobs(
         for file in &manifest.files {
             let key = catalog
                 .layout()
-                .blob(&file.digest)
+                .content(file)
                 .map_err(storage::Error::from)?;
             blobs.insert(key, file.digest);
         }
@@ -146,23 +147,72 @@ fn referenced_blobs(
     Ok(blobs)
 }
 
-/// Sizes of every stored blob, by one listing of `blobs/`.
-async fn stored_blobs(catalog: &Catalog) -> Result<HashMap<ObjectKey, u64>, PassError> {
-    let prefix = catalog.layout().blobs_prefix();
-    Ok(catalog
-        .store()
-        .list(&prefix)
-        .map_ok(|o| (o.key, o.size))
+/// The keys of every object `manifests` reference.
+pub fn referenced_keys(
+    catalog: &Catalog,
+    manifests: &[NodeManifest],
+) -> Result<HashSet<ObjectKey>, PassError> {
+    Ok(referenced_blobs(catalog, manifests)?.into_keys().collect())
+}
+
+/// Below this many content-addressed blobs to check, each gets a `head`;
+/// from it on, one listing of `blobs/` is fewer requests.
+const LIST_BLOBS_FROM: usize = 64;
+
+/// Sizes of the stored objects among `blobs`: one listing per listing
+/// group (`files/<host-id>/<backup>/<pass>/` — one pass's files of one
+/// node, nothing of other nodes or passes), and for content-addressed
+/// blobs a `head` each, or one listing of `blobs/` when there are at least
+/// `list_blobs_from` of them.
+async fn stored_sizes(
+    catalog: &Catalog,
+    blobs: &BTreeMap<ObjectKey, Digest>,
+    list_blobs_from: usize,
+) -> Result<HashMap<ObjectKey, u64>, PassError> {
+    let layout = catalog.layout();
+    let mut groups: BTreeMap<String, Vec<&ObjectKey>> = BTreeMap::new();
+    for key in blobs.keys() {
+        let group = layout
+            .relative(key.as_str())
+            .and_then(crate::catalog::Layout::listing_group)
+            .unwrap_or_default();
+        groups.entry(group).or_default().push(key);
+    }
+    let mut stored = HashMap::new();
+    let mut heads = Vec::new();
+    for (group, keys) in groups {
+        if group.is_empty() || (group == "blobs/" && keys.len() < list_blobs_from) {
+            heads.extend(keys);
+            continue;
+        }
+        let prefix = format!("{}{group}", layout.root_prefix());
+        let listed: Vec<(ObjectKey, u64)> = catalog
+            .store()
+            .list(&prefix)
+            .map_ok(|o| (o.key, o.size))
+            .try_collect()
+            .await?;
+        stored.extend(listed);
+    }
+    let found: Vec<Option<(ObjectKey, u64)>> = futures::stream::iter(heads)
+        .map(|key| async move {
+            let meta = catalog.store().head(key).await?;
+            Ok::<_, storage::Error>(meta.map(|m| (key.clone(), m.size)))
+        })
+        .buffer_unordered(16)
         .try_collect()
-        .await?)
+        .await?;
+    stored.extend(found.into_iter().flatten());
+    Ok(stored)
 }
 
 /// Problems with the presence of `blobs`: missing, or of the wrong size.
 async fn presence_problems(
     catalog: &Catalog,
     blobs: &BTreeMap<ObjectKey, Digest>,
+    list_blobs_from: usize,
 ) -> Result<Vec<String>, PassError> {
-    let stored = stored_blobs(catalog).await?;
+    let stored = stored_sizes(catalog, blobs, list_blobs_from).await?;
     Ok(blobs
         .iter()
         .filter_map(|(key, digest)| match stored.get(key) {
@@ -175,20 +225,26 @@ async fn presence_problems(
         .collect())
 }
 
-/// Fails unless every blob `manifests` reference is stored with its size:
-/// checked before a commit, so a backup whose agents wrote elsewhere (a
-/// different bucket or prefix) is never called complete.
+/// Fails unless every object `manifests` reference, except the `trusted`
+/// ones (referenced by the latest complete backup: a complete backup's
+/// objects are never deleted), is stored with its size: checked before a
+/// commit, so a backup whose agents wrote elsewhere (a different bucket or
+/// prefix) is never called complete. Costs one listing per node for the
+/// files this pass sent, and a `head` per object taken from a killed
+/// pass — nothing that grows with the catalog.
 pub async fn check_presence(
     catalog: &Catalog,
     manifests: &[NodeManifest],
+    trusted: &HashSet<ObjectKey>,
 ) -> Result<(), PassError> {
-    let blobs = referenced_blobs(catalog, manifests)?;
-    let problems = presence_problems(catalog, &blobs).await?;
+    let mut blobs = referenced_blobs(catalog, manifests)?;
+    blobs.retain(|key, _| !trusted.contains(key));
+    let problems = presence_problems(catalog, &blobs, usize::MAX).await?;
     if problems.is_empty() {
         return Ok(());
     }
     Err(PassError::Damaged(format!(
-        "{} of {} blobs are not in the store after the upload (do the agents use the same storage settings?): {}",
+        "{} of {} objects are not in the store after the upload (do the agents use the same storage settings?): {}",
         problems.len(),
         blobs.len(),
         first_lines(&problems)
@@ -205,7 +261,7 @@ pub async fn check_complete(
     manifests: &[NodeManifest],
 ) -> Result<(), PassError> {
     let blobs = referenced_blobs(catalog, manifests)?;
-    let problems = presence_problems(catalog, &blobs).await?;
+    let problems = presence_problems(catalog, &blobs, LIST_BLOBS_FROM).await?;
     if problems.is_empty() {
         return Ok(());
     }
@@ -238,7 +294,7 @@ pub async fn verify(
     report.problems = catalog_problems(catalog).await?;
     report
         .problems
-        .extend(presence_problems(catalog, &blobs).await?);
+        .extend(presence_problems(catalog, &blobs, LIST_BLOBS_FROM).await?);
     if deep {
         let (checked, damaged) = check_contents(catalog, &blobs, concurrency).await?;
         report.checked_bytes = checked;

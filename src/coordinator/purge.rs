@@ -53,9 +53,11 @@ pub struct CatalogState {
     pub backups: BTreeMap<String, (BackupStatus, Vec<ObjectKey>)>,
     /// The complete backups (checked against their manifests).
     pub index: Index,
-    /// For each complete backup, the blobs its node manifests reference.
+    /// For each complete backup, the objects its node manifests reference
+    /// (content-addressed blobs and files under `files/`).
     pub references: BTreeMap<String, BTreeSet<ObjectKey>>,
-    /// Every stored blob, with its size.
+    /// Every stored content object — under `blobs/` and under `files/` —
+    /// with its size.
     pub blobs: Vec<(ObjectKey, u64)>,
     /// Unfinished uploads under the catalog older than the lease TTL.
     pub stale_uploads: Vec<PendingUpload>,
@@ -161,12 +163,16 @@ pub async fn gather(catalog: &Catalog, upload_age: Duration) -> Result<CatalogSt
             referenced_by(catalog, &entry.name).await?,
         );
     }
-    let blobs: Vec<(ObjectKey, u64)> = catalog
-        .store()
-        .list(&catalog.layout().blobs_prefix())
-        .map_ok(|o| (o.key, o.size))
-        .try_collect()
-        .await?;
+    let mut blobs: Vec<(ObjectKey, u64)> = Vec::new();
+    for prefix in [
+        catalog.layout().blobs_prefix(),
+        catalog.layout().files_prefix(),
+    ] {
+        let mut listing = catalog.store().list(&prefix);
+        while let Some(object) = listing.try_next().await? {
+            blobs.push((object.key, object.size));
+        }
+    }
     let stale_uploads = catalog
         .store()
         .stale_uploads(&catalog.layout().root_prefix(), upload_age)
@@ -324,7 +330,7 @@ async fn referenced_by(catalog: &Catalog, name: &str) -> Result<BTreeSet<ObjectK
             referenced.insert(
                 catalog
                     .layout()
-                    .blob(&file.digest)
+                    .content(file)
                     .map_err(storage::Error::from)?,
             );
         }
@@ -444,8 +450,18 @@ mod tests {
     use std::sync::Arc;
 
     use crate::catalog::{
-        BackupManifest, FORMAT_VERSION, FileEntry, Layout, NodeManifest, NodeSummary,
+        BackupManifest, FORMAT_VERSION, FileEntry, Layout, NODE_MANIFEST_VERSION, NodeManifest,
+        NodeSummary,
     };
+
+    /// Where a fixture backup's content is stored.
+    #[derive(Clone, Copy)]
+    enum At {
+        /// Content-addressed, `blobs/<b3>` (version 1).
+        Blob,
+        /// Under `files/`, as sent by the named backup (version 2).
+        Files(&'static str),
+    }
     use crate::storage::memory::MemoryStore;
     use crate::storage::{PutMode, Store, digest_of};
 
@@ -474,19 +490,48 @@ mod tests {
             layout().blob(&digest_of(content)).unwrap().to_string()
         }
 
-        /// Writes blobs and a node manifest for `name`; with `commit`, the
-        /// backup manifest and the index too.
-        async fn backup(&self, name: &str, hours_ago: i64, contents: &[&[u8]], commit: bool) {
+        /// The catalog-relative key backup `owner` stored `content` at
+        /// under `files/` (node manifest version 2).
+        fn file_blob(owner: &str, content: &[u8]) -> String {
+            let host = uuid::Uuid::nil();
+            let prefix = layout().new_files(&host, owner, "backup-01").unwrap();
+            format!("{prefix}/0/ks/t-0/{}", digest_of(content).blake3_hex())
+        }
+
+        fn file_key(owner: &str, content: &[u8]) -> String {
+            layout()
+                .relative_key(&Self::file_blob(owner, content))
+                .unwrap()
+                .to_string()
+        }
+
+        /// Writes the objects and a node manifest for `name`; with
+        /// `commit`, the backup manifest and the index too. A content with
+        /// `At::Blob` is content-addressed (version 1); with
+        /// `At::Files(owner)` it is the file backup `owner` sent (written
+        /// now when `owner` is `name`, referenced otherwise).
+        async fn backup(&self, name: &str, hours_ago: i64, contents: &[(&[u8], At)], commit: bool) {
             let at = Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago);
             let mut files = Vec::new();
-            for content in contents {
+            let mut version = 1;
+            for (content, place) in contents {
                 let digest = digest_of(content);
-                let key = layout().blob(&digest).unwrap();
-                self.catalog
-                    .store()
-                    .put_bytes(&key, content.to_vec().into(), PutMode::Overwrite)
-                    .await
-                    .unwrap();
+                let (blob, write) = match place {
+                    At::Blob => (None, Some(layout().blob(&digest).unwrap())),
+                    At::Files(owner) => {
+                        version = NODE_MANIFEST_VERSION;
+                        let blob = Self::file_blob(owner, content);
+                        let key = layout().relative_key(&blob).unwrap();
+                        (Some(blob), (*owner == name).then_some(key))
+                    }
+                };
+                if let Some(key) = write {
+                    self.catalog
+                        .store()
+                        .put_bytes(&key, content.to_vec().into(), PutMode::Overwrite)
+                        .await
+                        .unwrap();
+                }
                 files.push(FileEntry {
                     keyspace: "ks".into(),
                     table: "t".into(),
@@ -494,10 +539,11 @@ mod tests {
                     path: digest.blake3_hex(),
                     data_dir: 0,
                     digest,
+                    blob,
                 });
             }
             let node = NodeManifest {
-                format_version: FORMAT_VERSION,
+                format_version: version,
                 backup: name.into(),
                 cluster: "prod".into(),
                 datacenter: "dc1".into(),
@@ -548,19 +594,58 @@ mod tests {
             self.catalog.add_to_index(&manifest).await.unwrap();
         }
 
-        /// Three complete backups sharing a blob, one incomplete, an orphan
-        /// blob, a stale and a fresh unfinished upload.
+        /// Three complete backups — `a` of version 1, `b` and `c` of
+        /// version 2 reusing `a`'s content-addressed blob and `b`'s file —
+        /// one incomplete, an orphan blob, an orphan file, a stale and a
+        /// fresh unfinished upload.
         async fn populated() -> Self {
             let f = Self::new();
-            f.backup("a", 30, &[b"a-only", b"shared"], true).await;
-            f.backup("b", 20, &[b"b-only", b"shared"], true).await;
-            f.backup("c", 10, &[b"c-only", b"shared"], true).await;
-            f.backup("killed", 5, &[b"killed-only", b"c-only"], false)
-                .await;
+            f.backup(
+                "a",
+                30,
+                &[(b"a-only", At::Blob), (b"shared", At::Blob)],
+                true,
+            )
+            .await;
+            f.backup(
+                "b",
+                20,
+                &[(b"b-only", At::Files("b")), (b"shared", At::Blob)],
+                true,
+            )
+            .await;
+            f.backup(
+                "c",
+                10,
+                &[
+                    (b"c-only", At::Files("c")),
+                    (b"b-only", At::Files("b")),
+                    (b"shared", At::Blob),
+                ],
+                true,
+            )
+            .await;
+            f.backup(
+                "killed",
+                5,
+                &[
+                    (b"killed-only", At::Files("killed")),
+                    (b"c-only", At::Files("c")),
+                ],
+                false,
+            )
+            .await;
             let orphan = layout().blob(&digest_of(b"orphan")).unwrap();
             f.catalog
                 .store()
                 .put_bytes(&orphan, "orphan".into(), PutMode::Overwrite)
+                .await
+                .unwrap();
+            // A file a killed pass sent before writing any record.
+            let orphan_file = ObjectKey::new(Self::file_key("gone", b"orphan-file")).unwrap();
+            f.catalog
+                .store()
+                .put_bytes(&orphan_file, "orphan-file".into(), PutMode::Overwrite)
                 .await
                 .unwrap();
             for (id, age) in [("stale", HOUR * 2), ("fresh", Duration::ZERO)] {
@@ -598,12 +683,24 @@ mod tests {
         );
         let mut doomed: Vec<String> = plan.blobs.iter().map(|(k, _)| k.to_string()).collect();
         doomed.sort();
-        let mut expected: Vec<String> = [&b"a-only"[..], b"killed-only", b"orphan"]
-            .iter()
-            .map(|c| Fixture::blob_key(c))
-            .collect();
+        let mut expected: Vec<String> = vec![
+            Fixture::blob_key(b"a-only"),
+            Fixture::blob_key(b"orphan"),
+            Fixture::file_key("killed", b"killed-only"),
+            Fixture::file_key("gone", b"orphan-file"),
+        ];
         expected.sort();
         assert_eq!(doomed, expected);
+        // Both kinds of key are referenced: the version 1 blob `b` and `c`
+        // reuse, `b`'s file `c` reuses, `c`'s file the killed pass reused.
+        let referenced = &state.references["c"];
+        for key in [
+            Fixture::blob_key(b"shared"),
+            Fixture::file_key("b", b"b-only"),
+            Fixture::file_key("c", b"c-only"),
+        ] {
+            assert!(referenced.iter().any(|k| k.as_str() == key), "{key}");
+        }
         for kept in &plan.kept {
             for key in &state.references[kept] {
                 assert!(!plan.blobs.iter().any(|(k, _)| k == key), "{key} of {kept}");
@@ -621,7 +718,27 @@ mod tests {
         );
         let printed = plan.to_string();
         assert!(printed.contains("expired by retention: a"), "{printed}");
-        assert!(printed.contains("unreferenced blobs: 3"), "{printed}");
+        assert!(printed.contains("unreferenced blobs: 4"), "{printed}");
+
+        // Keeping only `c`: `b`'s file and `a`'s blob stay while `c`
+        // references them, whoever wrote them.
+        let only_c = super::plan(&state, &keep_last(1), Timestamp::now());
+        assert_eq!(only_c.expired, ["a", "b"]);
+        for key in [
+            Fixture::blob_key(b"shared"),
+            Fixture::file_key("b", b"b-only"),
+        ] {
+            assert!(
+                !only_c.blobs.iter().any(|(k, _)| k.as_str() == key),
+                "{key} collected"
+            );
+        }
+        assert!(
+            only_c
+                .blobs
+                .iter()
+                .any(|(k, _)| k.as_str() == Fixture::blob_key(b"a-only"))
+        );
     }
 
     #[tokio::test]
@@ -655,7 +772,7 @@ mod tests {
             let backup = f.catalog.backup_manifest(name).await.unwrap();
             for node in f.catalog.node_manifests(&backup).await.unwrap() {
                 for file in node.files {
-                    let key = layout().blob(&file.digest).unwrap();
+                    let key = layout().content(&file).unwrap();
                     assert!(after.contains(key.as_str()), "{key} of {name} deleted");
                 }
             }

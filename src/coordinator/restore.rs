@@ -1116,6 +1116,7 @@ mod tests {
                 blake3: [size as u8; 32],
                 crc32c: 0,
             },
+            blob: None,
         }
     }
 
