@@ -421,9 +421,46 @@ mod tests {
     fn newer_formats_are_refused_by_name() {
         let mut value: serde_json::Value =
             serde_json::from_slice(&node().to_json().unwrap()).unwrap();
-        value["format_version"] = serde_json::json!(FORMAT_VERSION + 1);
+        value["format_version"] = serde_json::json!(NODE_MANIFEST_VERSION + 1);
         let err = NodeManifest::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
         assert!(matches!(err, FormatError::NewerVersion { .. }), "{err}");
+        // The other records are still at their own newest version.
+        let mut index = serde_json::to_value(Index::new(vec![])).unwrap();
+        index["format_version"] = serde_json::json!(FORMAT_VERSION + 1);
+        let err = Index::from_json(&serde_json::to_vec(&index).unwrap()).unwrap_err();
+        assert!(matches!(err, FormatError::NewerVersion { .. }), "{err}");
+    }
+
+    #[test]
+    fn node_manifests_of_both_versions_read() {
+        // Version 1: no `blob`, the content-addressed blob.
+        let mut v1 = node();
+        v1.format_version = 1;
+        let parsed = NodeManifest::from_json(&v1.to_json().unwrap()).unwrap();
+        assert_eq!(parsed.files[0].blob, None);
+        // Version 2: an entry names its object under files/.
+        let mut v2 = node();
+        v2.format_version = NODE_MANIFEST_VERSION;
+        v2.files[0].blob =
+            Some("files/h/nightly/backup-01/0/shop/orders-5a1c/nb-1-big-Data.db".into());
+        let json = v2.to_json().unwrap();
+        assert!(String::from_utf8_lossy(&json).contains("\"blob\""));
+        assert_eq!(NodeManifest::from_json(&json).unwrap(), v2);
+        // A blob key outside files/, or one that climbs, is refused whole.
+        for bad in [
+            "blobs/af/af13",
+            "files/../index.json",
+            "files//x",
+            "/files/x",
+            "files/a\\b",
+            "locks/0.json",
+            "",
+        ] {
+            let mut crafted = v2.clone();
+            crafted.files[0].blob = Some(bad.into());
+            let err = NodeManifest::from_json(&crafted.to_json().unwrap()).unwrap_err();
+            assert!(matches!(err, FormatError::Name(_)), "{bad:?}: {err}");
+        }
     }
 
     /// Names a crafted manifest could carry to reach a path or an MBean.
