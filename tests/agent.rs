@@ -220,25 +220,24 @@ async fn uploads_only_what_the_store_lacks() {
         .await
         .unwrap();
     assert!(second.reused_files > 0, "{second:?}");
-    // Content the first upload holds is referenced, not sent again (the
-    // snapshot's manifest.json is new in every snapshot).
-    for file in second
-        .files
-        .iter()
-        .filter(|f| !f.path.ends_with("manifest.json"))
-    {
-        let same: Vec<_> = first
-            .files
-            .iter()
-            .filter(|f| f.digest == file.digest)
-            .collect();
-        assert!(
-            same.is_empty() || same.iter().any(|f| f.blob == file.blob),
-            "{} was not referenced from the previous manifest: {:?}",
-            file.path,
-            file.blob
-        );
+    // Files the first upload sent (the same SSTables, hard-linked into the
+    // new snapshot) are referenced, not sent again; the snapshot's own
+    // manifest.json and schema.cql are new files.
+    let mut referenced = 0;
+    for file in &second.files {
+        let Some(old) = first.files.iter().find(|f| {
+            (&f.keyspace, &f.table, &f.path, f.data_dir)
+                == (&file.keyspace, &file.table, &file.path, file.data_dir)
+        }) else {
+            continue;
+        };
+        if matches!(file.path.as_str(), "manifest.json" | "schema.cql") {
+            continue;
+        }
+        assert_eq!(file.blob, old.blob, "{} was sent again", file.path);
+        referenced += 1;
     }
+    assert_eq!(referenced, second.reused_files - reused_metadata(&second, &first));
 
     assert!(
         second.uploaded_files > 0,
@@ -325,6 +324,17 @@ async fn the_client_names_the_agent_in_every_failure() {
 
 /// Bytes of the report's files that are SSTable data, not the snapshot's
 /// own metadata.
+/// Snapshot metadata files of `second` referenced by content from `first`
+/// (an unchanged `schema.cql`).
+fn reused_metadata(second: &UploadReport, first: &UploadReport) -> u64 {
+    second
+        .files
+        .iter()
+        .filter(|f| matches!(f.path.as_str(), "manifest.json" | "schema.cql"))
+        .filter(|f| first.files.iter().any(|o| o.blob == f.blob))
+        .count() as u64
+}
+
 fn data_bytes(report: &UploadReport) -> u64 {
     report
         .files
