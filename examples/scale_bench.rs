@@ -128,7 +128,10 @@ fn fabricate_node(dir: &Path, tables: u32, generations: u32, size: u64) -> Resul
                 let len = if *component == "Data.db" { size } else { 64 };
                 let seed = (u64::from(table) << 40) ^ (u64::from(generation) << 8) ^ len;
                 let content = incompressible(seed ^ component.len() as u64, len as usize);
-                std::fs::write(live.join(format!("nb-{generation}-big-{component}")), content)?;
+                std::fs::write(
+                    live.join(format!("nb-{generation}-big-{component}")),
+                    content,
+                )?;
             }
         }
     }
@@ -171,7 +174,11 @@ fn snapshot(dir: &Path, tag: &str) -> Result<()> {
             "created_at": jiff::Timestamp::now().to_string(),
         });
         std::fs::write(snap.join("manifest.json"), manifest.to_string())?;
-        let name = table.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = table
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         std::fs::write(
             snap.join("schema.cql"),
             format!("CREATE TABLE IF NOT EXISTS {KEYSPACE}.{name} (id int PRIMARY KEY);\n"),
@@ -341,7 +348,12 @@ impl Store for Counting {
         self.inner.put_file(key, path).await
     }
 
-    async fn get_file(&self, key: &ObjectKey, dest: &Path, expected: &Digest) -> storage::Result<()> {
+    async fn get_file(
+        &self,
+        key: &ObjectKey,
+        dest: &Path,
+        expected: &Digest,
+    ) -> storage::Result<()> {
         self.count("get");
         self.inner.get_file(key, dest, expected).await
     }
@@ -397,7 +409,13 @@ fn proc_value(file: &str, field: &str) -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next()?.parse().ok())
+        .and_then(|rest| {
+            rest.trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 

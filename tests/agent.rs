@@ -234,10 +234,23 @@ async fn uploads_only_what_the_store_lacks() {
         if matches!(file.path.as_str(), "manifest.json" | "schema.cql") {
             continue;
         }
-        assert_eq!(file.blob, old.blob, "{} was sent again", file.path);
+        // Its object, or one the first upload stored with equal content
+        // (SSTables' TOC.txt files are often identical).
+        assert!(
+            first
+                .files
+                .iter()
+                .any(|f| f.digest == old.digest && f.blob == file.blob),
+            "{} was sent again: {:?}",
+            file.path,
+            file.blob
+        );
         referenced += 1;
     }
-    assert_eq!(referenced, second.reused_files - reused_metadata(&second, &first));
+    assert_eq!(
+        referenced,
+        second.reused_files - reused_metadata(&second, &first)
+    );
 
     assert!(
         second.uploaded_files > 0,

@@ -21,6 +21,31 @@ use kassette::storage::{self, PutMode, Store};
 use serde_json::{Map, Value};
 
 const ROWS: i32 = 200;
+/// A lease TTL that a loaded machine's slow renewals do not run out (the
+/// shared default of 3 s is meant for the lease tests).
+const TTL: (&str, &str) = ("KASSETTE_LOCK_TTL", "30s");
+
+/// `kassette ARGS` with `env` and [`TTL`], which must succeed.
+async fn kassette(dc: &Datacenter, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut env = env.to_vec();
+    env.push(TTL);
+    let out = dc.kassette(args, &env).await;
+    assert_success(&out, &args.join(" "));
+    out
+}
+
+async fn backup(dc: &Datacenter, name: &str, data: &Dataset) {
+    let keyspaces = data.keyspaces().join(",");
+    kassette(
+        dc,
+        &["backup"],
+        &[
+            ("KASSETTE_BACKUP_NAME", name),
+            ("KASSETTE_KEYSPACES", &keyspaces),
+        ],
+    )
+    .await;
+}
 const PAYLOAD: usize = 256;
 
 fn layout() -> Layout {
@@ -184,16 +209,15 @@ async fn objects_under(store: &std::sync::Arc<dyn Store>, prefix: &str) -> Vec<S
 
 async fn restore(dc: &Datacenter, name: &str, data: &Dataset) {
     let keyspaces = data.keyspaces().join(",");
-    let out = dc
-        .kassette(
-            &["restore"],
-            &[
-                ("KASSETTE_BACKUP_NAME", name),
-                ("KASSETTE_KEYSPACES", &keyspaces),
-            ],
-        )
-        .await;
-    assert_success(&out, &format!("restore {name}"));
+    kassette(
+        dc,
+        &["restore"],
+        &[
+            ("KASSETTE_BACKUP_NAME", name),
+            ("KASSETTE_KEYSPACES", &keyspaces),
+        ],
+    )
+    .await;
 }
 
 /// Deletes rows, changes others, drops a table: what a restore undoes.
@@ -226,7 +250,7 @@ async fn a_version_1_backup_is_restored_and_its_blobs_are_reused() {
     let layout = layout();
 
     let old = backup_name("v1-");
-    dc.backup(&old, &data.keyspaces()).await;
+    backup(&dc, &old, &data).await;
     rewrite_as_version_1(&store, &old).await;
     assert!(
         objects_under(&store, &layout.files_prefix())
@@ -249,10 +273,12 @@ async fn a_version_1_backup_is_restored_and_its_blobs_are_reused() {
     );
 
     // Listed, verified deeply and restored by this build.
-    let verified = dc
-        .kassette(&["verify", "--deep"], &[("KASSETTE_BACKUP_NAME", &old)])
-        .await;
-    assert_success(&verified, "verify --deep of the version 1 backup");
+    kassette(
+        &dc,
+        &["verify", "--deep"],
+        &[("KASSETTE_BACKUP_NAME", &old)],
+    )
+    .await;
     damage(&session, &data).await;
     restore(&dc, &old, &data).await;
     assert_eq!(
@@ -266,7 +292,7 @@ async fn a_version_1_backup_is_restored_and_its_blobs_are_reused() {
     // `blob`), the new ones stored under files/.
     data.write(&session, ROWS, ROWS + 100, PAYLOAD).await;
     let new = backup_name("v2-");
-    dc.backup(&new, &data.keyspaces()).await;
+    backup(&dc, &new, &data).await;
     let catalog = Catalog::new(store.clone(), layout.clone());
     let manifest = catalog.backup_manifest(&new).await.unwrap();
     let nodes = catalog.node_manifests(&manifest).await.unwrap();
@@ -284,10 +310,7 @@ async fn a_version_1_backup_is_restored_and_its_blobs_are_reused() {
     assert!(sent > 0, "the new SSTables were not sent");
 
     // Purging the version 1 backup keeps every blob the new one uses.
-    let purged = dc
-        .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1")])
-        .await;
-    assert_success(&purged, "purge");
+    let purged = kassette(&dc, &["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1")]).await;
     assert!(
         !catalog.is_complete(&old).await.unwrap(),
         "{}",

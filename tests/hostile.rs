@@ -236,7 +236,7 @@ async fn requests_without_the_right_token_get_401_and_nothing_is_done() {
             Method::POST,
             "/v1/jobs",
             Some(job(
-                json!({"kind": "upload", "tag": "kassette-x", "cluster": "prod", "datacenter": "dc1"}),
+                json!({"kind": "upload", "tag": "kassette-x", "cluster": "prod", "datacenter": "dc1", "files_prefix": "files/h/b/backup-01"}),
             )),
         ),
         (Method::GET, "/v1/progress", None),
