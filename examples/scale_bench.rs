@@ -52,7 +52,7 @@ const DATACENTER: &str = "dc1";
 const KEYSPACE: &str = "bench";
 const TOKEN: &str = "scale-bench-token-0123456789";
 /// The benchmarked node.
-const HOST: uuid::Uuid = uuid::Uuid::from_u128(0x5ca1e_0000_0000_0000_0000_0000_0001);
+const HOST: uuid::Uuid = uuid::Uuid::from_u128(0x0005_ca1e_0000_0000_0000_0000_0000_0001);
 const COMPONENTS: &[&str] = &[
     "Data.db",
     "Index.db",
@@ -223,7 +223,7 @@ async fn populate(config: &StorageConfig, objects: u64) -> Result<()> {
                 cluster: CLUSTER.into(),
                 datacenter: DATACENTER.into(),
                 rack: "r1".into(),
-                host_id: uuid::Uuid::from_u128(0xa11ce_0000 + n),
+                host_id: uuid::Uuid::from_u128(0x000a_11ce_0000 + n),
                 address: format!("10.0.0.{n}"),
                 tokens: vec![],
                 cassandra_version: "5.0.9".into(),
@@ -272,7 +272,7 @@ async fn populate(config: &StorageConfig, objects: u64) -> Result<()> {
         if i % 10 == 9 {
             layout.blob(&digest_of(&i.to_le_bytes()))
         } else {
-            let host = uuid::Uuid::from_u128(0xa11ce_0000 + u128::from(i % 3));
+            let host = uuid::Uuid::from_u128(0x000a_11ce_0000 + u128::from(i % 3));
             let prefix = layout.new_files(
                 &host,
                 &format!("old-{:03}", (i / 3) % BACKUPS),
@@ -462,7 +462,9 @@ async fn backup(config: &StorageConfig, dir: &Path, state: &Path, name: &str) ->
     let address = listener.local_addr()?.to_string();
     tokio::spawn(serve(listener, agent, std::future::pending()));
     let client = AgentClient::new(&address, TOKEN)?;
-    let job = JobSpec::new_pass("backup", Duration::from_secs(120));
+    // A 1 s heartbeat: the client polls every 100 ms at most, so the job's
+    // end is seen within 100 ms of it.
+    let job = JobSpec::new_pass("backup", Duration::from_secs(1));
     let request = UploadRequest {
         tag: tag.clone(),
         cluster: CLUSTER.into(),

@@ -57,6 +57,7 @@ run() {
 # Read once: 32 tables × 2 generations, 1 MiB Data.db each (~66 MiB).
 log "scale: read once"
 export KASSETTE_STORAGE_PATH="$work/store-read"
+mkdir -p "$KASSETTE_STORAGE_PATH"
 "$bench" node "$work/node-read" 32 2 1048576
 run read-once full backup "$work/node-read" "$work/state-read" full-1
 rm -rf "$work/store-read" "$work/node-read"
@@ -66,6 +67,7 @@ rm -rf "$work/store-read" "$work/node-read"
 for size in "${sizes[@]}"; do
   log "scale: catalog of $size other objects"
   export KASSETTE_STORAGE_PATH="$work/store-$size"
+  mkdir -p "$KASSETTE_STORAGE_PATH"
   "$bench" populate "$size" >/dev/null
   "$bench" node "$work/node-$size" 4 25 4096
   "$bench" backup "$work/node-$size" "$work/state-$size" full-1 >/dev/null
@@ -77,6 +79,7 @@ done
 # files (+ 40 snapshot metadata files).
 log "scale: 10,000 files"
 export KASSETTE_STORAGE_PATH="$work/store-many"
+mkdir -p "$KASSETTE_STORAGE_PATH"
 "$bench" node "$work/node-many" 20 63 1024
 run many-files full backup "$work/node-many" "$work/state-many" full-1
 run many-files unchanged backup "$work/node-many" "$work/state-many" unchanged-2
@@ -98,8 +101,8 @@ jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg profile "$profile" \
   jq -r '.runs[] | select(.section == "catalog") |
     "| \(.case) | \(.agent_requests_total) \(.agent_requests) | \(.coordinator_requests_total) \(.coordinator_requests) | \((.peak_rss_kib / 1024 * 10 | round) / 10) | \((.agent_seconds * 100 | round) / 100) |"' "$json"
   echo
-  echo "| 10,080 SSTable files | files | uploaded bytes | agent requests | coordinator requests | agent time (s) | pass time (s) | peak RSS (MiB) |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| 10,080 SSTable files | files | new data bytes | uploaded bytes (with snapshot metadata) | agent requests | coordinator requests | agent time (s) | pass time (s) | peak RSS (MiB) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   jq -r '.runs[] | select(.section == "many-files") |
-    "| \(.case) | \(.files) | \(.uploaded_bytes) | \(.agent_requests_total) \(.agent_requests) | \(.coordinator_requests_total) \(.coordinator_requests) | \((.agent_seconds * 100 | round) / 100) | \((.seconds * 100 | round) / 100) | \((.peak_rss_kib / 1024 * 10 | round) / 10) |"' "$json"
+    "| \(.case) | \(.files) | \(.new_data_bytes) | \(.uploaded_bytes) | \(.agent_requests_total) \(.agent_requests) | \(.coordinator_requests_total) \(.coordinator_requests) | \((.agent_seconds * 100 | round) / 100) | \((.seconds * 100 | round) / 100) | \((.peak_rss_kib / 1024 * 10 | round) / 10) |"' "$json"
 } | tee "$out/scale.md"

@@ -37,6 +37,9 @@ impl JobSpec {
     }
 }
 
+/// The wait before a job's first poll (see [`AgentClient::run_job`]).
+const FIRST_POLL: Duration = Duration::from_millis(20);
+
 /// Why a call to an agent failed; always names the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -197,7 +200,11 @@ impl AgentClient {
 
     /// Starts `work` as a job and polls it (each poll a heartbeat) until it
     /// ends; its report, or its error. Polls that fail are retried until
-    /// half the heartbeat timeout has passed without an answer.
+    /// half the heartbeat timeout has passed without an answer. The first
+    /// poll comes after [`FIRST_POLL`] and each wait is half again the last,
+    /// up to [`JobSpec::poll_every`]: a short job (an unchanged node's
+    /// upload) is seen done within half its own duration, not after a full
+    /// poll interval, and a long one is polled as before.
     pub async fn run_job<T: DeserializeOwned>(
         &self,
         job: &JobSpec,
@@ -212,8 +219,10 @@ impl AgentClient {
         let mut status: JobStatus = self.call(Method::POST, "/v1/jobs", Some(&start)).await?;
         let path = format!("/v1/jobs/{}", status.id);
         let mut answered = tokio::time::Instant::now();
+        let mut wait = FIRST_POLL;
         while status.state == JobState::Running {
-            tokio::time::sleep(job.poll_every()).await;
+            tokio::time::sleep(wait.min(job.poll_every())).await;
+            wait += wait / 2;
             match self.call(Method::GET, &path, None::<&()>).await {
                 Ok(now) => {
                     status = now;
