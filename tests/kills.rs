@@ -615,19 +615,22 @@ impl Fixture {
     }
 
     /// The trigger of `phase`, armed before the pass starts.
+    ///
+    /// File contents live under `files/` (node manifests of version 2)
+    /// or `blobs/` (content-addressed, version 1).
     fn trigger(&self, phase: Phase, name: &str) -> Trigger {
         let hold = |f: fn(&Seen) -> bool| Trigger::Held(self.proxy.hold(f));
         match phase {
             BackupLease | RestoreLease => {
                 hold(|s| s.method == "PUT" && s.path().contains("/locks/"))
             }
-            Upload => hold(|s| s.method == "PUT" && s.path().contains("/blobs/")),
+            Upload => hold(|s| s.method == "PUT" && holds_content(s.path())),
             Commit => hold(|s| s.method == "PUT" && s.path().ends_with("/backup.json")),
             Gc => hold(|s| {
                 !s.path().contains("/locks/")
                     && (s.method == "DELETE" || (s.method == "POST" && s.uri.contains("?delete")))
             }),
-            Download => hold(|s| s.method == "GET" && s.path().contains("/blobs/")),
+            Download => hold(|s| s.method == "GET" && holds_content(s.path())),
             Snapshot => Trigger::SnapshotOnDisk(name.to_string()),
             Schema => Trigger::Logged("changing the live cluster now"),
             Truncate => Trigger::Logged("truncated keyspace="),
@@ -909,4 +912,10 @@ async fn rows(session: &Session, ks: &str, table: &str) -> Option<Rows> {
             .map(|r| r.expect("row"))
             .collect(),
     )
+}
+
+/// Whether a request path is a file's content object (`files/…` or
+/// `blobs/…` of a catalog), not a manifest, lease or index.
+fn holds_content(path: &str) -> bool {
+    path.contains("/files/") || path.contains("/blobs/")
 }
