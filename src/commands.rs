@@ -127,6 +127,13 @@ pub async fn list(storage: StorageConfig, cluster: ClusterConfig, json: bool) ->
                 .unwrap_or_else(|| "-".into())
         );
     }
+    for b in backups.iter().filter(|b| b.damage.is_some()) {
+        println!(
+            "{} is DAMAGED: {}",
+            b.name,
+            b.damage.as_deref().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
@@ -282,6 +289,9 @@ pub async fn unlock(storage: StorageConfig, cluster: ClusterConfig) -> Result<()
             p.owner,
             p.operation,
             if p.released { "released" } else { "expired" }
+        ),
+        lease::Unlocked::ReleasedDamaged { key, sequence } => println!(
+            "released the damaged lease {key} (lease {sequence}): nobody rewrote it while unlock watched it. The next pass can start now"
         ),
         lease::Unlocked::Released { holder, sequence } => println!(
             "released the lease of {} ({} since {}; lease {sequence}): it had stopped renewing. The next pass can start now",

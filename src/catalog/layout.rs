@@ -13,6 +13,12 @@ use crate::storage::{Digest, InvalidKey, ObjectKey};
 ///   backups/<name>/nodes/<host-id>.json    one node's manifest
 ///   backups/<name>/backup.json             the backup manifest (written last)
 /// ```
+/// The layout's version, the `v1` in every key. It is not the records'
+/// [`super::FORMAT_VERSION`]: records of a newer version (sealed ones, from
+/// 2) live at the same keys, so that readers find old and new records side
+/// by side in one catalog.
+pub const LAYOUT_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: String,
@@ -22,7 +28,7 @@ impl Layout {
     /// The layout of `cluster`/`datacenter` (names validated by the
     /// configuration: letters, digits, `-_.`).
     pub fn new(cluster: &str, datacenter: &str) -> Result<Self, InvalidKey> {
-        let root = format!("kassette/v{}/{cluster}/{datacenter}", super::FORMAT_VERSION);
+        let root = format!("kassette/v{LAYOUT_VERSION}/{cluster}/{datacenter}");
         ObjectKey::new(root.clone())?;
         Ok(Self { root })
     }
