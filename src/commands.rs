@@ -240,13 +240,15 @@ pub async fn purge(config: PurgeConfig) -> Result<(), Error> {
         println!("purge plan (dry run: nothing deleted)\n{plan}");
         print_purge_summary(&plan.report(), "would delete");
         let catalog = open_catalog(&config.storage, &config.cluster).await?;
-        if let Ok(Some(holder)) = lease::current_holder(catalog.store(), catalog.layout()).await
-            && holder.is_live(jiff::Timestamp::now())
-        {
-            println!(
+        match lease::current_holder(catalog.store(), catalog.layout()).await {
+            Ok(Some(holder)) if holder.is_live(jiff::Timestamp::now()) => println!(
                 "note: {} holds the lease ({}); a purge now would be refused, and a backup being written shows as incomplete here",
                 holder.owner, holder.operation
-            );
+            ),
+            Err(err @ lease::LeaseError::Damaged { .. }) => {
+                println!("note: a purge now would be refused: {err}")
+            }
+            _ => {}
         }
         return Ok(());
     }
