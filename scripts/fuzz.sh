@@ -47,7 +47,7 @@ for target in "${targets[@]}"; do
   status=0
   nice -n 10 cargo "$toolchain" fuzz run --sanitizer none "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -max_len=65536 >"$out" 2>&1 || status=$?
-  execs="$(grep -Eo '^(#[0-9]+|Done [0-9]+ runs)' "$out" | tail -n 1 | tr -dc '0-9')"
+  execs="$(grep -Eo '^(#[0-9]+|Done [0-9]+ runs)' "$out" | tail -n 1 | tr -dc '0-9' || true)"
   printf '%s: %s executions in %ss, exit %s\n' "$target" "${execs:-0}" "$SECONDS_EACH" "$status" | tee -a "$summary"
   [ "$status" -eq 0 ] || { tail -n 40 "$out" >&2; die "fuzz target $target failed (see $out)"; }
 done
