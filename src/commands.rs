@@ -127,6 +127,13 @@ pub async fn list(storage: StorageConfig, cluster: ClusterConfig, json: bool) ->
                 .unwrap_or_else(|| "-".into())
         );
     }
+    for b in backups.iter().filter(|b| b.damage.is_some()) {
+        println!(
+            "{} is DAMAGED: {}",
+            b.name,
+            b.damage.as_deref().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 
@@ -233,13 +240,15 @@ pub async fn purge(config: PurgeConfig) -> Result<(), Error> {
         println!("purge plan (dry run: nothing deleted)\n{plan}");
         print_purge_summary(&plan.report(), "would delete");
         let catalog = open_catalog(&config.storage, &config.cluster).await?;
-        if let Ok(Some(holder)) = lease::current_holder(catalog.store(), catalog.layout()).await
-            && holder.is_live(jiff::Timestamp::now())
-        {
-            println!(
+        match lease::current_holder(catalog.store(), catalog.layout()).await {
+            Ok(Some(holder)) if holder.is_live(jiff::Timestamp::now()) => println!(
                 "note: {} holds the lease ({}); a purge now would be refused, and a backup being written shows as incomplete here",
                 holder.owner, holder.operation
-            );
+            ),
+            Err(err @ lease::LeaseError::Damaged { .. }) => {
+                println!("note: a purge now would be refused: {err}")
+            }
+            _ => {}
         }
         return Ok(());
     }
@@ -282,6 +291,9 @@ pub async fn unlock(storage: StorageConfig, cluster: ClusterConfig) -> Result<()
             p.owner,
             p.operation,
             if p.released { "released" } else { "expired" }
+        ),
+        lease::Unlocked::ReleasedDamaged { key, sequence } => println!(
+            "released the damaged lease {key} (lease {sequence}): nobody rewrote it while unlock watched it. The next pass can start now"
         ),
         lease::Unlocked::Released { holder, sequence } => println!(
             "released the lease of {} ({} since {}; lease {sequence}): it had stopped renewing. The next pass can start now",

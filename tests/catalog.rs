@@ -150,8 +150,10 @@ impl Fixture {
         }
         let node = node_manifest(name, Timestamp::now(), files);
         self.catalog.put_node_manifest(&node).await.unwrap();
+        // As a kassette before sealed records wrote it (format version 1,
+        // no seal): still read.
         let mut started = serde_json::json!({
-            "format_version": FORMAT_VERSION,
+            "format_version": 1,
             "name": name,
             "owner": "backup-job/7",
             "started_at": Timestamp::now().to_string(),

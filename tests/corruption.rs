@@ -1,10 +1,13 @@
 //! Corruption of every kind of stored object, against the real 3-node
 //! cluster, real agents and the real S3-compatible server: one byte flipped
 //! in a data blob, a node manifest, the backup manifest, the index and a
-//! lease object; a blob truncated; a blob deleted. Each is found by
-//! `verify` and refused by `restore` before anything live changes, with a
-//! message naming the object. After each case the object is put back and
-//! the backup verifies again (so the next case starts from a sound store).
+//! lease object — also flips that leave the JSON valid (a digit of a
+//! count, a letter of the backed-up schema, of the lease's owner), which
+//! only the records' seal finds; a blob truncated; a blob deleted. Each is
+//! found by `verify` and refused by `restore` before anything live changes,
+//! with a message naming the object. After each case the object is put
+//! back and the backup verifies again (so the next case starts from a
+//! sound store); the damaged lease is cleared by `kassette unlock`.
 
 mod common;
 
@@ -26,6 +29,10 @@ const PAYLOAD: usize = 512;
 enum Damage {
     /// One byte at this offset (negative: from the end, -1 the last) XOR 0x01.
     Flip(isize),
+    /// The byte at this offset into the first occurrence of the text, XOR
+    /// 0x01: a digit stays a digit, a letter a letter — the JSON stays
+    /// valid, only the seal tells.
+    FlipIn(&'static str, usize),
     /// Cut to half its size.
     Truncate,
     Delete,
@@ -42,14 +49,25 @@ struct Case {
 async fn apply(store: &Arc<dyn Store>, key: &ObjectKey, damage: Damage) -> Bytes {
     let original = store.get_bytes(key).await.expect("read the object");
     match damage {
-        Damage::Flip(at) => {
+        Damage::Flip(_) | Damage::FlipIn(..) => {
             let mut bytes = original.to_vec();
-            let i = if at < 0 {
-                bytes.len() - at.unsigned_abs()
-            } else {
-                at as usize
+            let i = match damage {
+                Damage::Flip(at) if at < 0 => bytes.len() - at.unsigned_abs(),
+                Damage::Flip(at) => at as usize,
+                Damage::FlipIn(text, offset) => {
+                    bytes
+                        .windows(text.len())
+                        .position(|w| w == text.as_bytes())
+                        .unwrap_or_else(|| panic!("{text:?} not in {key}"))
+                        + offset
+                }
+                _ => unreachable!(),
             };
             bytes[i] ^= 0x01;
+            if let Damage::FlipIn(..) = damage {
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .expect("the flip leaves valid JSON");
+            }
             store
                 .put_bytes(key, Bytes::from(bytes), PutMode::Overwrite)
                 .await
@@ -161,8 +179,20 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
         },
         Case {
             what: "a truncated backup manifest",
-            key: backup_manifest,
+            key: backup_manifest.clone(),
             damage: Damage::Truncate,
+            deep: false,
+        },
+        Case {
+            what: "a backup manifest with a digit of a byte count changed (valid JSON)",
+            key: backup_manifest.clone(),
+            damage: Damage::FlipIn("\"bytes\": ", 9),
+            deep: false,
+        },
+        Case {
+            what: "a backup manifest with a letter of a keyspace name in the schema changed (valid JSON)",
+            key: backup_manifest.clone(),
+            damage: Damage::FlipIn("CREATE KEYSPACE ", 16),
             deep: false,
         },
     ];
@@ -186,16 +216,51 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
         &dc, &store, &lease, &name, &keyspaces, &session, &data, &before,
     )
     .await;
+    // A letter of the owner changed (valid JSON): only the seal tells. It
+    // stays damaged; `kassette unlock` watches it (nobody rewrites it) and
+    // supersedes it, and passes can run again.
+    let lease_key = current_lease(&store, &layout).await;
+    let lease = Case {
+        what: "the current lease object with a letter of its owner changed (valid JSON)",
+        key: lease_key.clone(),
+        damage: Damage::FlipIn("\"owner\": \"", 10),
+        deep: false,
+    };
+    refused_by_verify_and_restore(
+        &dc, &store, &lease, &name, &keyspaces, &session, &data, &before,
+    )
+    .await;
+    let unlocked = dc.kassette(&["unlock"], &[]).await;
+    assert_success(&unlocked, "unlock of a damaged lease");
+    assert!(
+        text(&unlocked).contains(lease_key.as_str()),
+        "unlock does not name the damaged lease:\n{}",
+        text(&unlocked)
+    );
+    assert_ne!(current_lease(&store, &layout).await, lease_key);
+    assert_success(
+        &dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)])
+            .await,
+        "verify after unlock superseded the damaged lease",
+    );
 
     // The index is a cache of the backup manifests: `verify` reports it
-    // damaged, naming it; a restore by name does not depend on it, and a
-    // restore of `latest` is refused naming it or resolved from the backup
-    // manifests — never a wrong backup.
-    apply(&store, &index, Damage::Flip(0)).await;
+    // damaged, naming it; readers ignore it and use the backup manifests, so
+    // a restore of `latest` restores the right backup, saying the index is
+    // damaged. Damage that leaves valid JSON (a digit of a byte count) is
+    // found by its seal.
+    apply(&store, &index, Damage::FlipIn("\"bytes\": ", 9)).await;
     let verified = dc
         .kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", &name)])
         .await;
-    assert_refused(&verified, "verify with a corrupt index", &index);
+    assert_refused(&verified, "verify with a damaged index", &index);
+    let listed = dc.kassette(&["list"], &[]).await;
+    assert_success(&listed, "list with a damaged index");
+    assert!(
+        text(&listed).contains(&name) && text(&listed).contains(index.as_str()),
+        "list does not show the backup and name the damaged index:\n{}",
+        text(&listed)
+    );
     let restored = dc
         .kassette(
             &["restore"],
@@ -205,20 +270,17 @@ async fn every_kind_of_corruption_is_found_and_refused_before_any_change() {
             ],
         )
         .await;
-    if restored.status.success() {
-        assert!(text(&restored).contains(&name), "{}", text(&restored));
-        assert_eq!(
-            data.users(&session).await,
-            Dataset::expected_users(0, ROWS, PAYLOAD),
-            "restore of latest with a corrupt index restored something else"
-        );
-    } else {
-        assert_refused(&restored, "restore of latest with a corrupt index", &index);
-        assert!(
-            live(&session, &data).await == before,
-            "a refused restore changed live data"
-        );
-    }
+    assert_success(&restored, "restore of latest with a damaged index");
+    assert!(
+        text(&restored).contains(&name) && text(&restored).contains(index.as_str()),
+        "restore of latest does not name the backup and the damaged index:\n{}",
+        text(&restored)
+    );
+    assert_eq!(
+        data.users(&session).await,
+        Dataset::expected_users(0, ROWS, PAYLOAD),
+        "restore of latest with a damaged index restored something else"
+    );
 }
 
 /// Damages `case.key`, checks `verify` and `restore` refuse naming it with
@@ -234,6 +296,34 @@ async fn check_case(
     data: &Dataset,
     before: &str,
 ) {
+    let original =
+        refused_by_verify_and_restore(dc, store, case, name, keyspaces, session, data, before)
+            .await;
+    store
+        .put_bytes(&case.key, original, PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_success(
+        &dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", name)])
+            .await,
+        &format!("verify after repairing {}", case.what),
+    );
+}
+
+/// Damages `case.key` and checks `verify` and `restore` refuse naming it
+/// with live data unchanged (and `status`, for the backup manifest).
+/// Returns the original bytes.
+#[allow(clippy::too_many_arguments)]
+async fn refused_by_verify_and_restore(
+    dc: &Datacenter,
+    store: &Arc<dyn Store>,
+    case: &Case,
+    name: &str,
+    keyspaces: &str,
+    session: &Session,
+    data: &Dataset,
+    before: &str,
+) -> Bytes {
     let original = apply(store, &case.key, case.damage).await;
     let verify_args: &[&str] = if case.deep {
         &["verify", "--deep"]
@@ -259,17 +349,14 @@ async fn check_case(
         "restore of {} changed live data",
         case.what
     );
+    if case.key.as_str().ends_with("/backup.json") {
+        let status = dc
+            .kassette(&["status"], &[("KASSETTE_BACKUP_NAME", name)])
+            .await;
+        assert_refused(&status, &format!("status of {}", case.what), &case.key);
+    }
     eprintln!("{}: found by verify and refused by restore", case.what);
-
-    store
-        .put_bytes(&case.key, original, PutMode::Overwrite)
-        .await
-        .unwrap();
-    assert_success(
-        &dc.kassette(&["verify"], &[("KASSETTE_BACKUP_NAME", name)])
-            .await,
-        &format!("verify after repairing {}", case.what),
-    );
+    original
 }
 
 /// The current lease object: the highest sequence under `locks/`.

@@ -21,6 +21,7 @@ pub const CATALOG_ROOT: &str = "kassette/v1";
 ///   backups/<name>/nodes/<host-id>.json    one node's manifest
 ///   backups/<name>/backup.json             the backup manifest (written last)
 /// ```
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: String,

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::names::{self, NameError};
 use super::{FORMAT_VERSION, NODE_MANIFEST_VERSION};
+use super::seal::{self, SealError, Sealed};
 use crate::storage::Digest;
 
 /// Why a stored record could not be read.
@@ -25,7 +26,22 @@ pub enum FormatError {
     Name(#[from] NameError),
     #[error("not a valid record: {0} bytes, more than the {MAX_RECORD_BYTES} a record may have")]
     TooLarge(usize),
+    /// Its seal does not match, or a record that must be sealed is not:
+    /// it was damaged after it was written (see [`super::seal`]).
+    #[error("{0}")]
+    Seal(#[from] SealError),
 }
+
+impl FormatError {
+    /// Whether the record was damaged after it was written, though it may
+    /// still be valid JSON (its seal says so).
+    pub fn is_damage(&self) -> bool {
+        matches!(self, FormatError::Seal(_))
+    }
+}
+
+/// The first format version whose sealed record kinds always carry a seal.
+pub const SEALED_SINCE: u32 = 2;
 
 /// The largest record kassette reads (a node manifest of a million files is
 /// about 300 MB): anything larger is refused before it is parsed.
@@ -36,6 +52,12 @@ pub trait Record: Serialize + for<'de> Deserialize<'de> {
     /// The newest `format_version` of this record this build reads.
     const NEWEST: u32 = FORMAT_VERSION;
 
+    /// Whether records of this kind carry a seal (from format version
+    /// [`SEALED_SINCE`]): the backup manifest, the index, the lease and the
+    /// start record. Node manifests are vouched for by the backup
+    /// manifest's `manifest_blake3` instead.
+    const SEALED: bool = false;
+
     fn format_version(&self) -> u32;
 
     /// Checks every name the record carries (see [`super::names`]); a
@@ -44,15 +66,31 @@ pub trait Record: Serialize + for<'de> Deserialize<'de> {
         Ok(())
     }
 
+    /// The record's bytes as stored: pretty JSON, sealed if its kind is
+    /// sealed and its version has seals.
     fn to_json(&self) -> Result<Vec<u8>, FormatError> {
-        Ok(serde_json::to_vec_pretty(self)?)
+        let json = serde_json::to_vec_pretty(self)?;
+        if Self::SEALED && self.format_version() >= SEALED_SINCE {
+            Ok(seal::seal(&json)?)
+        } else {
+            Ok(json)
+        }
     }
 
-    /// Parses a record, refusing one from a newer format.
+    /// Parses a record, refusing one from a newer format and, for sealed
+    /// kinds, one whose seal does not match or that lacks the seal its
+    /// version requires. A seal present is checked before anything else
+    /// (also the version: a damaged version number is damage, not a newer
+    /// format).
     fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(FormatError::TooLarge(bytes.len()));
         }
+        let sealed = if Self::SEALED {
+            seal::check(bytes)?
+        } else {
+            Sealed::Absent
+        };
         // Check the version first, so a newer layout is reported as such
         // rather than as whatever field it no longer has.
         #[derive(Deserialize)]
@@ -65,6 +103,12 @@ pub trait Record: Serialize + for<'de> Deserialize<'de> {
                 found: versioned.format_version,
                 newest: Self::NEWEST,
             });
+        }
+        if Self::SEALED && sealed == Sealed::Absent && versioned.format_version >= SEALED_SINCE {
+            return Err(SealError::Missing {
+                version: versioned.format_version,
+            }
+            .into());
         }
         let record: Self = serde_json::from_slice(bytes)?;
         record.check_names()?;
@@ -196,6 +240,8 @@ pub struct BackupManifest {
 }
 
 impl Record for BackupManifest {
+    const SEALED: bool = true;
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -249,6 +295,8 @@ pub struct StartedRecord {
 }
 
 impl Record for StartedRecord {
+    const SEALED: bool = true;
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -304,6 +352,8 @@ pub struct Index {
 }
 
 impl Record for Index {
+    const SEALED: bool = true;
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -358,6 +408,8 @@ pub struct LockRecord {
 }
 
 impl Record for LockRecord {
+    const SEALED: bool = true;
+
     fn format_version(&self) -> u32 {
         self.format_version
     }
@@ -534,7 +586,7 @@ mod tests {
         let good = "CREATE KEYSPACE shop WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\n\n\
 CREATE TABLE shop.\"Orders\" (id int PRIMARY KEY);\n\n\
 CREATE INDEX by_id ON shop.\"Orders\" (id);\n";
-        let json = serde_json::to_vec(&backup(good)).unwrap();
+        let json = backup(good).to_json().unwrap();
         assert!(BackupManifest::from_json(&json).is_ok());
         for bad in [
             "CREATE TABLE shop.\"../../etc\" (id int PRIMARY KEY);\n",
@@ -543,19 +595,19 @@ CREATE INDEX by_id ON shop.\"Orders\" (id);\n";
             "CREATE INDEX \"../x\" ON shop.t (id);\n",
             "CREATE TABLE shop.\"t\u{0}x\" (id int PRIMARY KEY);\n",
         ] {
-            let json = serde_json::to_vec(&backup(bad)).unwrap();
+            let json = backup(bad).to_json().unwrap();
             let err = BackupManifest::from_json(&json).unwrap_err();
             assert!(matches!(err, FormatError::Name(_)), "{bad:?}: {err}");
         }
         let mut crafted = backup(good);
         crafted.keyspaces = vec!["../x".into()];
-        let json = serde_json::to_vec(&crafted).unwrap();
+        let json = crafted.to_json().unwrap();
         assert!(BackupManifest::from_json(&json).is_err());
         let long_table = format!(
             "CREATE TABLE shop.{} (id int PRIMARY KEY);\n",
             "t".repeat(300)
         );
-        let json = serde_json::to_vec(&backup(&long_table)).unwrap();
+        let json = backup(&long_table).to_json().unwrap();
         assert!(BackupManifest::from_json(&json).is_err());
     }
 
@@ -606,6 +658,92 @@ CREATE INDEX by_id ON shop.\"Orders\" (id);\n";
         ]);
         assert_eq!(index.latest().unwrap().name, "b");
         assert_eq!(index.backups[0].name, "a");
+    }
+
+    fn lock() -> LockRecord {
+        LockRecord {
+            format_version: FORMAT_VERSION,
+            owner: "a/1".into(),
+            run_id: Uuid::nil(),
+            operation: "backup".into(),
+            acquired_at: "2026-11-25T02:00:00Z".parse().unwrap(),
+            expires_at: "2026-11-25T02:15:00Z".parse().unwrap(),
+            released: false,
+            renewed_at: None,
+            heartbeat_ms: Some(15_000),
+        }
+    }
+
+    /// Every single-byte change of a sealed record, to every other value,
+    /// is refused as a whole record (not only by the seal module): the
+    /// version rules cannot be used to skip the seal.
+    fn every_change_is_refused<R: Record + std::fmt::Debug>(record: &R) {
+        let sealed = record.to_json().unwrap();
+        assert!(R::from_json(&sealed).is_ok());
+        let mut changed = sealed.clone();
+        for i in 0..sealed.len() {
+            for x in 1..=255u8 {
+                changed[i] = sealed[i] ^ x;
+                if let Ok(parsed) = R::from_json(&changed) {
+                    panic!("byte {i} xor {x:#04x} accepted: {parsed:?}");
+                }
+            }
+            changed[i] = sealed[i];
+        }
+    }
+
+    #[test]
+    fn every_single_byte_change_of_a_sealed_record_is_refused() {
+        every_change_is_refused(&lock());
+        every_change_is_refused(&Index::new(vec![IndexEntry::from(&backup("x"))]));
+        every_change_is_refused(&StartedRecord {
+            format_version: FORMAT_VERSION,
+            name: "n".into(),
+            owner: "o/1".into(),
+            started_at: "2026-11-25T02:00:00Z".parse().unwrap(),
+            run_id: Some(Uuid::nil()),
+        });
+        let mut manifest = backup("CREATE KEYSPACE shop WITH replication = {};\n");
+        manifest.bytes = 42;
+        every_change_is_refused(&manifest);
+    }
+
+    #[test]
+    fn sealed_kinds_are_sealed_and_node_manifests_are_not() {
+        let text = String::from_utf8(lock().to_json().unwrap()).unwrap();
+        assert!(text.contains("\"seal\": \""), "{text}");
+        let text = String::from_utf8(backup("").to_json().unwrap()).unwrap();
+        assert!(text.contains("\"seal\": \""), "{text}");
+        let text = String::from_utf8(node().to_json().unwrap()).unwrap();
+        assert!(!text.contains("\"seal\""), "{text}");
+    }
+
+    #[test]
+    fn version_1_records_are_read_without_a_seal_and_later_ones_are_not() {
+        let v1 = LockRecord {
+            format_version: 1,
+            ..lock()
+        };
+        let unsealed = serde_json::to_vec_pretty(&v1).unwrap();
+        assert_eq!(LockRecord::from_json(&unsealed).unwrap(), v1);
+        // A version 2 record with its seal removed (or never written).
+        let v2 = serde_json::to_vec_pretty(&lock()).unwrap();
+        let err = LockRecord::from_json(&v2).unwrap_err();
+        assert!(
+            matches!(err, FormatError::Seal(SealError::Missing { version: 2 })),
+            "{err}"
+        );
+        assert!(err.is_damage());
+        // A sealed record whose version digit was damaged is damage, not a
+        // newer format.
+        let sealed = lock().to_json().unwrap();
+        let text = String::from_utf8(sealed).unwrap();
+        let damaged = text.replacen("\"format_version\": 2", "\"format_version\": 3", 1);
+        let err = LockRecord::from_json(damaged.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, FormatError::Seal(SealError::Mismatch { .. })),
+            "{err}"
+        );
     }
 
     #[test]

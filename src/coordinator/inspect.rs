@@ -29,6 +29,9 @@ pub enum ListedStatus {
     /// No backup manifest yet, and the pass that started it holds the
     /// lease now.
     BeingWritten,
+    /// Its backup manifest exists but is damaged (its seal does not match,
+    /// or it does not parse): not restorable until the object is repaired.
+    Damaged,
 }
 
 impl ListedStatus {
@@ -37,6 +40,7 @@ impl ListedStatus {
             ListedStatus::Complete => "complete",
             ListedStatus::Incomplete => "incomplete",
             ListedStatus::BeingWritten => "being written",
+            ListedStatus::Damaged => "DAMAGED",
         }
     }
 }
@@ -59,15 +63,27 @@ pub struct ListedBackup {
     /// The pass that started an incomplete backup.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// What is wrong with a damaged backup, naming the object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
-/// Every backup under `backups/`, oldest first, with its status.
+/// Every backup under `backups/`, oldest first, with its status. A
+/// committed backup whose manifest is damaged is listed as such (its start
+/// time unknown: first); a damaged lease is reported (a warning naming it)
+/// and no backup is then shown as being written.
 pub async fn list(catalog: &Catalog) -> Result<Vec<ListedBackup>, PassError> {
     let found = catalog.backups().await?;
-    let index = catalog.index_of(&found).await?;
-    let holder = lease::current_holder(catalog.store(), catalog.layout())
-        .await?
-        .filter(|h| h.is_live(Timestamp::now()));
+    let report = catalog.index_report(&found).await?;
+    let index = report.index;
+    let holder = match lease::current_holder(catalog.store(), catalog.layout()).await {
+        Ok(holder) => holder.filter(|h| h.is_live(Timestamp::now())),
+        Err(err @ lease::LeaseError::Damaged { .. }) => {
+            tracing::warn!(error = %err, "the current lease is damaged");
+            None
+        }
+        Err(err) => return Err(err.into()),
+    };
     let mut listed: Vec<ListedBackup> = index
         .backups
         .iter()
@@ -80,8 +96,23 @@ pub async fn list(catalog: &Catalog) -> Result<Vec<ListedBackup>, PassError> {
             files: Some(e.files),
             bytes: Some(e.bytes),
             owner: None,
+            damage: None,
         })
         .collect();
+    for damaged in report.damaged {
+        tracing::warn!(backup = %damaged.name, error = %damaged.error, "a committed backup's manifest is damaged");
+        listed.push(ListedBackup {
+            name: damaged.name,
+            status: ListedStatus::Damaged,
+            started_at: None,
+            finished_at: None,
+            nodes: None,
+            files: None,
+            bytes: None,
+            owner: None,
+            damage: Some(damaged.error),
+        });
+    }
     for backup in found
         .iter()
         .filter(|b| b.status == BackupStatus::Incomplete)
@@ -110,6 +141,7 @@ pub async fn list(catalog: &Catalog) -> Result<Vec<ListedBackup>, PassError> {
             files: None,
             bytes: None,
             owner: started.map(|s| s.owner),
+            damage: None,
         });
     }
     listed.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
@@ -331,7 +363,7 @@ async fn catalog_problems(catalog: &Catalog) -> Result<Vec<String>, PassError> {
                 }
             }
             Err(e) => problems.push(format!(
-                "{index_key}: unreadable ({e}); the next backup or purge rebuilds it from the backup manifests"
+                "{index_key}: damaged or unreadable ({e}); readers ignore it (it is a cache of the backup manifests) and the next backup or purge rewrites it"
             )),
         },
         Err(storage::Error::NotFound { .. }) => {}
@@ -351,7 +383,7 @@ async fn catalog_problems(catalog: &Catalog) -> Result<Vec<String>, PassError> {
             Ok(bytes) => {
                 if let Err(e) = LockRecord::from_json(&bytes) {
                     problems.push(format!(
-                        "{key}: unreadable lease ({e}); every pass refuses to start until it is repaired or removed"
+                        "{key}: damaged or unreadable lease ({e}); every pass refuses to start while it is the current lease: `kassette unlock` releases it if no holder rewrites it"
                     ));
                 }
             }

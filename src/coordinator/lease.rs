@@ -23,6 +23,11 @@
 //! - **Unlock** (`kassette unlock`) supersedes the lease of a holder that
 //!   stopped renewing: it watches the record unchanged for six heartbeats
 //!   first, longer than a live holder can go without renewing or stopping.
+//! - **A damaged current lease** (its seal does not match, or it does not
+//!   parse) is treated as held: nobody can tell whether a live pass holds
+//!   it. Acquiring is refused naming the object; `unlock` watches it for six
+//!   of the longest heartbeat ([`MAX_HEARTBEAT`]) and supersedes it if no
+//!   holder rewrote it meanwhile.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -125,6 +130,14 @@ pub enum LeaseError {
     StillRenewing { owner: String },
     #[error("the lease changed hands while unlock watched it (now {owner}); nothing was released")]
     ChangedHands { owner: String },
+    #[error(
+        "lease object {key} is damaged ({source}): it is treated as held, since nobody can tell whether a live pass holds it. `kassette unlock` watches it and, if no holder rewrites it, releases it"
+    )]
+    Damaged {
+        key: String,
+        #[source]
+        source: crate::catalog::manifest::FormatError,
+    },
     #[error("lease: {0}")]
     Storage(#[from] storage::Error),
     #[error("lease record {key}: {source}")]
@@ -176,7 +189,11 @@ impl Lease {
     ) -> Result<Lease, LeaseError> {
         loop {
             let read_at = Timestamp::now();
-            let next = match current(&store, layout).await? {
+            let next = match current(&store, layout)
+                .await?
+                .map(Current::readable)
+                .transpose()?
+            {
                 Some((_, record)) if record.is_live(read_at) => {
                     return Err(held(record, read_at));
                 }
@@ -335,7 +352,14 @@ impl Lease {
             return Ok(None);
         }
         Ok(Some(match current(&self.store, &self.layout).await? {
-            Some((_, record)) => record.owner,
+            Some(Current {
+                record: Ok(record), ..
+            }) => record.owner,
+            Some(Current {
+                key,
+                record: Err(_),
+                ..
+            }) => format!("an unknown holder (lease object {key} is damaged)"),
             None => "an unknown holder".into(),
         }))
     }
@@ -362,6 +386,9 @@ pub enum Unlocked {
     NotHeld { previous: Option<LockRecord> },
     /// The dead holder's lease was superseded by a released one.
     Released { holder: LockRecord, sequence: u64 },
+    /// The current lease object was damaged and nobody rewrote it while
+    /// unlock watched: it was superseded by a released one.
+    ReleasedDamaged { key: String, sequence: u64 },
 }
 
 /// Releases the lease of a holder that stopped renewing: watches the
@@ -375,18 +402,48 @@ pub async fn unlock(
     layout: &Layout,
     by: &str,
 ) -> Result<Unlocked, LeaseError> {
-    let Some((sequence, holder, bytes)) = current_bytes(&store, layout).await? else {
+    unlock_with(store, layout, by, Timing::for_ttl(Duration::MAX)).await
+}
+
+/// As [`unlock`]; a damaged lease is watched with the timing `damaged`
+/// (the longest heartbeat of this format, except in tests).
+async fn unlock_with(
+    store: Arc<dyn Store>,
+    layout: &Layout,
+    by: &str,
+    damaged: Timing,
+) -> Result<Unlocked, LeaseError> {
+    let Some(Current {
+        sequence,
+        key,
+        record,
+        bytes,
+    }) = current(&store, layout).await?
+    else {
         return Ok(Unlocked::NotHeld { previous: None });
     };
-    if !holder.is_live(Timestamp::now()) {
-        return Ok(Unlocked::NotHeld {
-            previous: Some(holder),
-        });
-    }
-    let timing = Timing::of_record(&holder);
+    let (holder, timing) = match record {
+        Ok(holder) if !holder.is_live(Timestamp::now()) => {
+            return Ok(Unlocked::NotHeld {
+                previous: Some(holder),
+            });
+        }
+        Ok(holder) => {
+            let timing = Timing::of_record(&holder);
+            (Some(holder), timing)
+        }
+        // Its own heartbeat cannot be trusted: watch for the longest any
+        // holder of this format renews within.
+        Err(err) => {
+            tracing::warn!(lease = %key, error = %err, "the current lease object is damaged; watching it as if a holder with the longest heartbeat held it");
+            (None, damaged)
+        }
+    };
+    let owner = holder
+        .as_ref()
+        .map_or_else(|| format!("the holder of {key}"), |h| h.owner.clone());
     let watch = timing.unlock_watch();
-    tracing::info!(owner = %holder.owner, sequence, ?watch, heartbeat = ?timing.heartbeat, "watching the lease: a live holder renews it within this time");
-    let key = key(layout, sequence)?;
+    tracing::info!(%owner, sequence, ?watch, heartbeat = ?timing.heartbeat, "watching the lease: a live holder renews it within this time");
     let next = self::key(layout, sequence + 1)?;
     let deadline = Instant::now() + watch;
     loop {
@@ -403,11 +460,7 @@ pub async fn unlock(
         }
         match store.get_bytes(&key).await {
             Ok(now_bytes) if now_bytes == bytes => {}
-            Ok(_) => {
-                return Err(LeaseError::StillRenewing {
-                    owner: holder.owner,
-                });
-            }
+            Ok(_) => return Err(LeaseError::StillRenewing { owner }),
             Err(err) => return Err(err.into()),
         }
     }
@@ -425,8 +478,14 @@ pub async fn unlock(
     };
     match storage::create(store.as_ref(), &next, encode(&record, &next)?).await {
         Ok(()) => {
-            tracing::info!(owner = %holder.owner, sequence, "released the lease of a dead holder");
-            Ok(Unlocked::Released { holder, sequence })
+            tracing::info!(%owner, sequence, "released the lease of a dead holder");
+            Ok(match holder {
+                Some(holder) => Unlocked::Released { holder, sequence },
+                None => Unlocked::ReleasedDamaged {
+                    key: key.to_string(),
+                    sequence,
+                },
+            })
         }
         Err(storage::Error::AlreadyExists { .. }) => Err(changed_hands(&store, layout).await),
         Err(err) => Err(err.into()),
@@ -435,8 +494,13 @@ pub async fn unlock(
 
 async fn changed_hands(store: &Arc<dyn Store>, layout: &Layout) -> LeaseError {
     match current(store, layout).await {
-        Ok(Some((_, record))) => LeaseError::ChangedHands {
+        Ok(Some(Current {
+            record: Ok(record), ..
+        })) => LeaseError::ChangedHands {
             owner: record.owner,
+        },
+        Ok(Some(Current { key, .. })) => LeaseError::ChangedHands {
+            owner: format!("the holder of {key}, which is damaged"),
         },
         Ok(None) => LeaseError::ChangedHands {
             owner: "nobody".into(),
@@ -445,12 +509,17 @@ async fn changed_hands(store: &Arc<dyn Store>, layout: &Layout) -> LeaseError {
     }
 }
 
-/// The current lease, if any, without taking it (for `list`).
+/// The current lease, if any, without taking it (for `list`); a damaged
+/// one is [`LeaseError::Damaged`].
 pub async fn current_holder(
     store: &Arc<dyn Store>,
     layout: &Layout,
 ) -> Result<Option<LockRecord>, LeaseError> {
-    Ok(current(store, layout).await?.map(|(_, record)| record))
+    Ok(current(store, layout)
+        .await?
+        .map(Current::readable)
+        .transpose()?
+        .map(|(_, record)| record))
 }
 
 fn held(record: LockRecord, now: Timestamp) -> LeaseError {
@@ -468,23 +537,34 @@ fn held(record: LockRecord, now: Timestamp) -> LeaseError {
     }
 }
 
-/// The highest-numbered lease present, with its record.
-async fn current(
-    store: &Arc<dyn Store>,
-    layout: &Layout,
-) -> Result<Option<(u64, LockRecord)>, LeaseError> {
-    Ok(current_bytes(store, layout)
-        .await?
-        .map(|(sequence, record, _)| (sequence, record)))
+/// The highest-numbered lease object present.
+struct Current {
+    sequence: u64,
+    key: ObjectKey,
+    /// Its record, or why it is damaged (its seal does not match, or it
+    /// does not parse).
+    record: Result<LockRecord, crate::catalog::manifest::FormatError>,
+    /// Its exact bytes.
+    bytes: Bytes,
 }
 
-/// As [`current`], with the record's exact bytes. A lease object that
-/// vanished between listing and reading (deleted by an older kassette,
-/// which compacted the history) means: look again.
-async fn current_bytes(
-    store: &Arc<dyn Store>,
-    layout: &Layout,
-) -> Result<Option<(u64, LockRecord, Bytes)>, LeaseError> {
+impl Current {
+    /// The sequence and record, or [`LeaseError::Damaged`] naming it.
+    fn readable(self) -> Result<(u64, LockRecord), LeaseError> {
+        match self.record {
+            Ok(record) => Ok((self.sequence, record)),
+            Err(source) => Err(LeaseError::Damaged {
+                key: self.key.to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The current lease object, if any. One that vanished between listing
+/// and reading (deleted by an older kassette, which compacted the history)
+/// means: look again.
+async fn current(store: &Arc<dyn Store>, layout: &Layout) -> Result<Option<Current>, LeaseError> {
     loop {
         let objects: Vec<_> = store.list(&layout.locks_prefix()).try_collect().await?;
         let Some((sequence, key)) = objects
@@ -499,11 +579,13 @@ async fn current_bytes(
             Err(storage::Error::NotFound { .. }) => continue,
             Err(err) => return Err(err.into()),
         };
-        let record = LockRecord::from_json(&bytes).map_err(|source| LeaseError::Format {
-            key: key.to_string(),
-            source,
-        })?;
-        return Ok(Some((sequence, record, bytes)));
+        let record = LockRecord::from_json(&bytes);
+        return Ok(Some(Current {
+            sequence,
+            key,
+            record,
+            bytes,
+        }));
     }
 }
 
@@ -658,5 +740,87 @@ mod tests {
             .await
             .expect("free after unlock, long before the TTL");
         next.check().await.unwrap();
+    }
+
+    /// Flips one byte of the object so that it stays valid JSON: a letter
+    /// of the owner's name.
+    async fn damage(store: &Arc<dyn Store>, key: &ObjectKey) {
+        let bytes = store.get_bytes(key).await.unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let damaged = text.replacen("\"owner\": \"a", "\"owner\": \"b", 1);
+        assert_ne!(damaged, text);
+        serde_json::from_str::<serde_json::Value>(&damaged).expect("still valid JSON");
+        store
+            .put_bytes(key, Bytes::from(damaged), storage::PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    /// A damaged current lease is held until proven otherwise: nobody
+    /// acquires it, `unlock` refuses while a holder rewrites it, and
+    /// supersedes it once nobody did for six of the longest heartbeat (a
+    /// short one here; `unlock` uses [`MAX_HEARTBEAT`], checked below).
+    #[tokio::test]
+    async fn a_damaged_lease_is_held_until_unlock_supersedes_it() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let live = Arc::new(
+            Lease::acquire_with(store.clone(), &layout(), "a/1", "backup", quick())
+                .await
+                .unwrap(),
+        );
+        let key0 = key(&layout(), 0).unwrap();
+        damage(&store, &key0).await;
+        let refused = Lease::acquire(store.clone(), &layout(), "c/1", "backup", quick().ttl).await;
+        assert!(
+            matches!(refused, Err(LeaseError::Damaged { ref key, .. }) if *key == key0.to_string()),
+            "{refused:?}"
+        );
+        assert!(refused.unwrap_err().to_string().contains(key0.as_str()));
+        assert!(matches!(
+            current_holder(&store, &layout()).await,
+            Err(LeaseError::Damaged { .. })
+        ));
+        // The holder is alive: it goes on, and its renewal rewrites the
+        // object, so unlock refuses.
+        live.check().await.unwrap();
+        let renewing = {
+            let live = live.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(live.timing().heartbeat).await;
+                    let _ = live.heartbeat().await;
+                }
+            })
+        };
+        let unlocked = unlock_with(store.clone(), &layout(), "op", quick()).await;
+        assert!(
+            matches!(unlocked, Err(LeaseError::StillRenewing { .. })),
+            "{unlocked:?}"
+        );
+        renewing.abort();
+        // Damaged again, and nobody rewrites it: the watch is six of the
+        // longest heartbeat, whatever the damaged record says.
+        damage(&store, &key0).await;
+        let started = Instant::now();
+        let unlocked = unlock_with(store.clone(), &layout(), "op", quick())
+            .await
+            .unwrap();
+        assert_eq!(
+            unlocked,
+            Unlocked::ReleasedDamaged {
+                key: key0.to_string(),
+                sequence: 0
+            }
+        );
+        assert!(started.elapsed() >= quick().unlock_watch());
+        assert_eq!(
+            Timing::for_ttl(Duration::MAX).unlock_watch(),
+            MAX_HEARTBEAT * 6
+        );
+        assert!(matches!(live.check().await, Err(LeaseError::Lost { .. })));
+        let next = Lease::acquire(store.clone(), &layout(), "c/1", "backup", quick().ttl)
+            .await
+            .unwrap();
+        assert_eq!(next.sequence, 2);
     }
 }
