@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::names::{self, NameError};
-use super::{FORMAT_VERSION, NODE_MANIFEST_VERSION};
 use super::seal::{self, SealError, Sealed};
+use super::{FORMAT_VERSION, NODE_MANIFEST_VERSION};
 use crate::storage::Digest;
 
 /// Why a stored record could not be read.
