@@ -166,28 +166,7 @@ async fn backup_and_purge_either_way() {
 
     // A purge slowed by a proxy delaying every request holds the lease
     // long enough for a backup to try.
-    let proxy = StorageProxy::start(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
-    proxy.rule(|_| {
-        Some(Action {
-            delay_before: Duration::from_millis(150),
-            ..Action::default()
-        })
-    });
-    let purge = dc
-        .coordinator(
-            &["purge"],
-            &[
-                ("KASSETTE_STORAGE_ENDPOINT", proxy.url.as_str()),
-                ("KASSETTE_RETENTION_KEEP_LAST", "1"),
-                TTL,
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let purge_pid = purge.id().unwrap();
-    wait_for_lease(&dc, "purge").await;
+    let (purge, purge_pid, _proxy) = slow_purge_holding_the_lease(&dc).await;
     let third = backup_name("race-third-");
     let refused = dc
         .kassette(
@@ -210,17 +189,12 @@ async fn backup_and_purge_either_way() {
     all_complete_backups_verify(&dc).await;
 }
 
-/// Two purges: one slowed by a proxy holds the lease, the other is refused
-/// naming it; the survivor of retention still verifies deeply.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purge_and_purge() {
-    let session = cql_cluster().await;
-    let data = Dataset::create(&session).await;
-    let dc = Datacenter::start(StoreKind::S3, &[]).await;
-    for round in 0..2 {
-        data.write(&session, 0, 30, 256 + round).await;
-        dc.backup(&backup_name("race-p-"), &data.keyspaces()).await;
-    }
+/// Starts a purge (retention keep-last 1) whose every storage request a
+/// proxy delays by 150 ms, and returns once it holds the lease: the child,
+/// its pid, and the proxy (which must live as long as the purge).
+async fn slow_purge_holding_the_lease(
+    dc: &Datacenter,
+) -> (tokio::process::Child, u32, StorageProxy) {
     let proxy = StorageProxy::start(&setting("KASSETTE_TEST_S3_ENDPOINT")).await;
     proxy.rule(|_| {
         Some(Action {
@@ -228,7 +202,7 @@ async fn purge_and_purge() {
             ..Action::default()
         })
     });
-    let slow = dc
+    let purge = dc
         .coordinator(
             &["purge"],
             &[
@@ -241,8 +215,23 @@ async fn purge_and_purge() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let slow_pid = slow.id().unwrap();
-    wait_for_lease(&dc, "purge").await;
+    let pid = purge.id().unwrap();
+    wait_for_lease(dc, "purge").await;
+    (purge, pid, proxy)
+}
+
+/// Two purges: one slowed by a proxy holds the lease, the other is refused
+/// naming it; the survivor of retention still verifies deeply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_and_purge() {
+    let session = cql_cluster().await;
+    let data = Dataset::create(&session).await;
+    let dc = Datacenter::start(StoreKind::S3, &[]).await;
+    for round in 0..2 {
+        data.write(&session, 0, 30, 256 + round).await;
+        dc.backup(&backup_name("race-p-"), &data.keyspaces()).await;
+    }
+    let (slow, slow_pid, _proxy) = slow_purge_holding_the_lease(&dc).await;
     let other = dc
         .kassette(&["purge"], &[("KASSETTE_RETENTION_KEEP_LAST", "1"), TTL])
         .await;
