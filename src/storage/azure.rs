@@ -527,12 +527,7 @@ impl Store for AzureStore {
             return self.put_blocks(&name, &source).await;
         }
         let slot = self.limits.slot().await;
-        let mut hasher = PartHasher::new(&source, size, true);
-        let (range, sums) = hasher
-            .next()
-            .await?
-            .ok_or_else(|| Error::local(path, std::io::Error::other("no part to send")))?;
-        let digest = hasher.finish().await?;
+        let (range, sums, digest) = PartHasher::whole(&source, true).await?;
         let md5 = sums.md5_base64().unwrap_or_default();
         self.put_single(
             &name,

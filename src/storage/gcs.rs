@@ -174,14 +174,10 @@ impl GcsStore {
         let source = SourceFile::open(path).await?;
         let size = source.size();
         let part_size = part_size_for(size);
-        let mut hasher = PartHasher::new(&source, part_size, false);
         if size <= part_size {
             let _slot = self.limits.slot().await;
-            let Some((range, _)) = hasher.next().await? else {
-                return Err(Error::local(path, std::io::Error::other("no part to send")));
-            };
+            let (range, _, digest) = PartHasher::whole(&source, false).await?;
             let data = source.read(range).await?;
-            let digest = hasher.finish().await?;
             drop(_slot);
             self.put_small(name, data, &digest, PutMode::Overwrite)
                 .await?;
@@ -199,6 +195,7 @@ impl GcsStore {
             )
             .await
             .map_err(|e| classify("start resumable upload", name, e))?;
+        let mut hasher = PartHasher::new(&source, part_size, false);
         loop {
             let _slot = self.limits.slot().await;
             let Some((range, _)) = hasher.next().await? else {

@@ -251,6 +251,19 @@ impl PartHasher {
         Ok(Some((range, sums)))
     }
 
+    /// Hashes a file that is sent as one part: its only part's range and
+    /// sums (`md5` adds the part's MD5), and the file's digest.
+    pub async fn whole(source: &SourceFile, md5: bool) -> Result<(PartRange, PartSums, Digest)> {
+        let mut hasher = Self::new(source, source.size(), md5);
+        let Some((range, sums)) = hasher.next().await? else {
+            return Err(Error::local(
+                source.path(),
+                std::io::Error::other("no part to send"),
+            ));
+        };
+        Ok((range, sums, hasher.finish().await?))
+    }
+
     /// The digest of the whole file. Fails if the file grew or shrank
     /// since it was opened (an SSTable never does; anything else is unsafe
     /// to back up as is).

@@ -155,12 +155,7 @@ impl Store for S3Store {
             return self.put_multipart(&name, &source).await;
         }
         let slot = self.limits.slot().await;
-        let mut hasher = PartHasher::new(&source, size, false);
-        let (range, sums) = hasher
-            .next()
-            .await?
-            .ok_or_else(|| Error::local(path, std::io::Error::other("no part to send")))?;
-        let digest = hasher.finish().await?;
+        let (range, sums, digest) = PartHasher::whole(&source, false).await?;
         let body = Body::File(&source, range);
         self.put_single(&name, body, sums.crc32c, PutMode::Overwrite, Some(slot))
             .await?;
